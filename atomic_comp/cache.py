@@ -1,0 +1,73 @@
+"""Content-addressed cache entries, shared by concurrent jobs.
+
+An entry `ROOT/<key>/` is built in a work folder beside it, renamed into place
+and only then marked complete (`ROOT/<key>/COMPLETE`, itself written then
+renamed). Readers trust an entry only with its marker, so a job killed
+mid-build never leaves one that looks done. A file lock per key makes
+concurrent jobs that need the same entry build it once: one builds, the
+others wait and reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock
+
+MARKER = "COMPLETE"
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    """Hash of a JSON-able object, independent of dict order."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def write_atomic(path: Path | str, text: str) -> None:
+    """Write a small file so readers see the old or the new content, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def is_complete(entry: Path) -> bool:
+    return (entry / MARKER).is_file()
+
+
+def work_dir(root: Path | str, key: str) -> Path:
+    """Where an entry is built; it survives a crash so a rerun can resume from what it holds."""
+    return Path(root) / f".work-{key}"
+
+
+def publish(root: Path | str, key: str, build: Callable[[Path], Any], resume: bool = False,
+            info: dict | None = None) -> tuple[Path, bool]:
+    """Return (entry, built_now). `build(work)` fills `work`; it runs at most once per key at a time.
+
+    With resume=False a leftover work folder from a killed build is wiped first;
+    with resume=True it is handed to `build` as it is (for trainer checkpoints).
+    """
+    root = Path(root)
+    entry = root / key
+    if is_complete(entry):
+        return entry, False
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{key}.lock")):
+        if is_complete(entry):  # another job published it while we waited
+            return entry, False
+        work = work_dir(root, key)
+        if work.exists() and not resume:
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        build(work)
+        if entry.exists():  # an unmarked entry is debris of a crash between rename and marker
+            shutil.rmtree(entry)
+        os.rename(work, entry)
+        write_atomic(entry / MARKER, json.dumps(info or {}, sort_keys=True))
+    return entry, True

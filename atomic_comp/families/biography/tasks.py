@@ -1,0 +1,241 @@
+"""Mem / Ctx / Comp items: relation paths walked through the world, questions, contexts, chains of thought.
+
+A path is a random walk: intermediate hops are person->person relations without
+repeats (and no person visited twice); the last hop may be any relation of its
+group. Mem walks parametric relations only, Ctx contextual ones only, and Comp
+a pattern with at least one hop of each.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass
+
+from .levels import LevelSplit
+from .relations import BY_NAME, CONTEXTUAL, PARAMETRIC, RELATIONS, Relation
+from .world import World
+
+TASKS = ("mem", "ctx", "comp")
+ANSWER_MARKER = "So, the answer is:"
+INSTRUCTION = ("Answer the question step by step, one fact per step, using what you know and the context. "
+               f"End with '{ANSWER_MARKER} <answer>'.")
+# The authors' released files tag each item with gen_type; ours says which task made it.
+GEN_TYPE = {"mem": "parametric", "ctx": "contextual", "comp": "complementary"}
+
+QUESTION_TEMPLATES = (
+    "{wh} is {of_chain}?",
+    "{wh} is {poss_chain}?",
+    "Can you tell me {of_chain}?",
+    "Do you know {poss_chain}?",
+)
+
+
+def of_chain(path: list[Relation], head: str) -> str:
+    phrase = head
+    for rel in path:
+        phrase = f"the {rel.noun} of {phrase}"
+    return phrase
+
+
+def poss_chain(path: list[Relation], head: str) -> str:
+    return f"{head}'s " + "'s ".join(rel.noun for rel in path)
+
+
+def question_text(path: list[Relation], head: str, template: int) -> str:
+    wh = "Who" if path[-1].person else "What"
+    return QUESTION_TEMPLATES[template].format(wh=wh, of_chain=of_chain(path, head), poss_chain=poss_chain(path, head))
+
+
+def chain_of_thought(world: World, path: list[Relation], entities: list[int]) -> str:
+    """One fact per hop, each in the world's own sentence for it, then the answer marker."""
+    steps = [world.sentence(rel, entities[i]) for i, rel in enumerate(path)]
+    return " ".join(steps) + f" {ANSWER_MARKER} {world.object_name(path[-1], entities[-2])}"
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    distractor_people: int = 2  # extra contextual paragraphs, each stating a fact of a path relation about someone else
+    facts_per_paragraph: int | None = None  # None: the whole contextual biography
+    mem_context: bool = True  # Mem items carry irrelevant context, so every task shares one prompt format
+
+
+class ItemMaker:
+    """Walks paths for a task, level and side (train/test) and renders them as items."""
+
+    def __init__(self, world: World, split: LevelSplit, hop_values: list[int], hop_weights: list[float],
+                 context: ContextSpec, seed: int, test_people: float):
+        self.world = world
+        self.split = split
+        self.hop_values = hop_values
+        self.hop_weights = hop_weights
+        self.context = context
+        self.seed = seed
+        self.member = {PARAMETRIC: set(world.parametric), CONTEXTUAL: set(world.contextual)}
+        # I.I.D. means new entities: questions about test people never appear in train.
+        rng = random.Random(f"heads-{seed}")
+        people = list(range(len(world.names)))
+        rng.shuffle(people)
+        test = set(people[: round(test_people * len(people))])
+        self.heads = {
+            side: {g: sorted(p for p in self.member[g] if (p in test) == (side == "test")) for g in self.member}
+            for side in ("train", "test")
+        }
+        allowed_levels = {"iid": {"iid", "composition"}, "composition": {"composition"},
+                          "zero_shot": {"iid", "composition", "held_out"}}
+        self.allowed = {
+            lvl: {g: [r for r in RELATIONS if r.group == g and split.relation_level[r.name] in rl]
+                  for g in self.member}
+            for lvl, rl in allowed_levels.items()
+        }
+        self.ctx_people = list(world.contextual)
+        self._full: dict[int, str] = {}  # whole contextual paragraphs, rendered once
+
+    def for_chunk(self, chunk: int, n_chunks: int) -> "ItemMaker":
+        if n_chunks == 1:
+            return self
+        other = copy.copy(self)
+        other.heads = {side: {g: ps[chunk::n_chunks] for g, ps in by_group.items()}
+                       for side, by_group in self.heads.items()}
+        return other
+
+    # -- paths ---------------------------------------------------------------
+    def _pattern(self, task: str, hops: int, rng: random.Random) -> list[str]:
+        if task == "mem":
+            return [PARAMETRIC] * hops
+        if task == "ctx":
+            return [CONTEXTUAL] * hops
+        while True:
+            pattern = [rng.choice((PARAMETRIC, CONTEXTUAL)) for _ in range(hops)]
+            if len(set(pattern)) == 2:
+                return pattern
+
+    def walk(self, task: str, level: str, side: str, rng: random.Random,
+             fixed_path: tuple[str, ...] | None = None) -> tuple[tuple[str, ...], list[int]] | None:
+        """One attempt at a path of the wanted level; None when the walk dead-ends or misses the level."""
+        if fixed_path is not None:
+            pattern = [BY_NAME[r].group for r in fixed_path]
+        else:
+            hops = rng.choices(self.hop_values, self.hop_weights)[0]
+            pattern = self._pattern(task, hops, rng)
+        heads = self.heads[side][pattern[0]]
+        if not heads:
+            return None
+        entities = [rng.choice(heads)]
+        path: list[str] = []
+        facts = self.world.facts
+        for i, group in enumerate(pattern):
+            cur = entities[-1]
+            last = i == len(pattern) - 1
+            if fixed_path is not None:
+                rel = BY_NAME[fixed_path[i]]
+                if cur not in facts[rel.name]:
+                    return None
+                cands = [rel]
+            else:
+                cands = [r for r in self.allowed[level][group]
+                         if (r.person or last) and r.name not in path and cur in facts[r.name]]
+            if not last:
+                nxt = pattern[i + 1]
+                cands = [r for r in cands if r.person and facts[r.name][cur] in self.member[nxt]
+                         and facts[r.name][cur] not in entities]
+            else:
+                cands = [r for r in cands if not r.person or facts[r.name][cur] not in entities]
+            if not cands:
+                return None
+            rel = rng.choice(cands)
+            path.append(rel.name)
+            obj = facts[rel.name][cur]
+            entities.append(obj if rel.person else -1)  # type: ignore[arg-type]
+        tpath = tuple(path)
+        got = self.split.path_level(tpath)
+        if got != level:
+            return None
+        if level == "composition" and self.split.composition_side(tpath) != side:
+            return None
+        return tpath, entities
+
+    # -- rendering -----------------------------------------------------------
+    def _paragraph(self, person: int, must: set[str], rng: random.Random) -> str:
+        order = self.world.bio_order[person]
+        k = self.context.facts_per_paragraph
+        if k is None or k >= len(order):
+            para = self._full.get(person)
+            if para is None:
+                para = self._full[person] = " ".join(self.world.contextual_paragraph(person))
+            return para
+        keep = [r for r in order if r in must]
+        others = [r for r in order if r not in must]
+        keep_set = set(keep) | set(rng.sample(others, max(0, k - len(keep))))
+        return " ".join(self.world.canonical[r][person] for r in order if r in keep_set)
+
+    def _context(self, task: str, path: list[Relation], entities: list[int], rng: random.Random) -> str:
+        ctx_hops = [i for i, r in enumerate(path) if r.group == CONTEXTUAL]
+        if task == "mem" and not self.context.mem_context:
+            return ""
+        paragraphs = [self._paragraph(entities[i], {path[i].name}, rng) for i in ctx_hops]
+        # Distractors state the same relations about other people, so a plausible
+        # answer cannot be copied out of the context without following the chain.
+        on_path = set(entities)
+        ctx_rels = [path[i].name for i in ctx_hops]
+        n_distractors = self.context.distractor_people + (1 if not ctx_hops else 0)
+        tries = 0
+        while n_distractors and tries < 50 * (n_distractors + 1):
+            tries += 1
+            person = rng.choice(self.ctx_people)
+            if person in on_path:
+                continue
+            must = {ctx_rels[len(paragraphs) % len(ctx_rels)]} if ctx_rels else set()
+            on_path.add(person)
+            paragraphs.append(self._paragraph(person, must, rng))
+            n_distractors -= 1
+        rng.shuffle(paragraphs)
+        return "\n".join(paragraphs)
+
+    def render(self, task: str, level: str, path_names: tuple[str, ...], entities: list[int],
+               rng: random.Random) -> dict:
+        world = self.world
+        path = [BY_NAME[r] for r in path_names]
+        answer = world.object_name(path[-1], entities[-2])
+        head = world.names[entities[0]]
+        names = [world.names[e] for e in entities[:-1]] + [answer]
+        return {
+            "task": task,
+            "level": level,
+            "hops": len(path),
+            "relation_path": list(path_names),
+            "hop_groups": [r.group for r in path],
+            "entities": names,
+            "question": question_text(path, head, rng.randrange(len(QUESTION_TEMPLATES))),
+            "context": self._context(task, path, entities, rng),
+            "answer": answer,
+            "answer_cot": chain_of_thought(world, path, entities),
+            "instruction": INSTRUCTION,
+            "gen_type": GEN_TYPE[task],
+        }
+
+    # -- item sets -----------------------------------------------------------
+    def make(self, task: str, level: str, side: str, n: int, seen: set, label: str,
+             paths: list[tuple[str, ...]] | None = None) -> list[dict]:
+        """n distinct items; `paths`, when given, are the only relation paths allowed (I.I.D. test)."""
+        rng = random.Random(f"{self.seed}|{label}|{task}|{level}|{side}")
+        items: list[dict] = []
+        budget = 200 * n + 1000
+        while len(items) < n:
+            budget -= 1
+            if budget < 0:
+                raise RuntimeError(
+                    f"could only make {len(items)} of {n} {task} items at level {level} ({side}): "
+                    "the world is too small for this recipe; raise world.n_parametric/n_contextual "
+                    "or lower the recipe's counts")
+            fixed = rng.choice(paths) if paths else None
+            walked = self.walk(task, level, side, rng, fixed)
+            if walked is None:
+                continue
+            tpath, entities = walked
+            key = (task, entities[0], tpath)
+            if key in seen:
+                continue
+            seen.add(key)
+            items.append(self.render(task, level, tpath, entities, rng))
+        return items
