@@ -120,9 +120,7 @@ class DataConfig:
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
     # root of the dataset and stage caches (a shared filesystem on a cluster)
     cache_dir: Optional[str] = None
-    # build | export | stats
-    action: str = "export"
-    # where `export` writes world.json and one JSONL per split
+    # when set, also write world.json and one JSONL per split here
     export_dir: Optional[str] = None
 
 
@@ -187,9 +185,6 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
 def validate_data(cfg: DataConfig) -> None:
     validate_world(cfg.world)
     validate_recipe(cfg.recipe)
-    _check(cfg.action in ("build", "export", "stats"), "action", cfg.action, "one of build, export, stats")
-    _check(cfg.action != "export" or bool(cfg.export_dir), "export_dir", cfg.export_dir,
-           "a directory path (required by action=export)")
 
 
 def register_schemas() -> None:

@@ -1,10 +1,9 @@
-"""`python -m atomic_comp.data`: build, export and count the data of a world and recipe.
+"""`python -m atomic_comp.data`: build (or find in the cache), export and count the data of a world and recipe.
 
+    python -m atomic_comp.data                       # build into the cache, print the counts
     python -m atomic_comp.data export_dir=DIR [world=paper recipe=paper seed=2 ...]
-    python -m atomic_comp.data action=stats
-    python -m atomic_comp.data action=build          # just fill the cache
 
-`export` writes DIR/world.json and one JSONL per split (train_sft, train_rl, test, biographies).
+Export writes DIR/world.json and one JSONL per split (train_sft, train_rl, test, biographies).
 """
 
 from __future__ import annotations
@@ -71,7 +70,7 @@ def export(data: Data, cfg: DataConfig, out: Path) -> list[Path]:
 def run(cfg: DataConfig) -> Data:
     data = load_data(cfg.world, cfg.recipe, cfg.seed, cfg.cache_dir)
     print(f"data {data.key} ({'built' if data.built else 'cached'}) at {data.path}")
-    if cfg.action == "export":
+    if cfg.export_dir:
         for path in export(data, cfg, Path(cfg.export_dir)):
             print(f"wrote {path}")
     print(stats_table(data))

@@ -179,16 +179,17 @@ class ItemMaker:
         on_path = set(entities)
         ctx_rels = [path[i].name for i in ctx_hops]
         n_distractors = self.context.distractor_people + (1 if not ctx_hops else 0)
-        tries = 0
-        while n_distractors and tries < 50 * (n_distractors + 1):
+        made, tries = 0, 0
+        while made < n_distractors and tries < 50 * (n_distractors + 1):
             tries += 1
             person = rng.choice(self.ctx_people)
-            if person in on_path:
+            # the answer-bearing (last) contextual relation first, then the others in turn
+            rel = ctx_rels[-1 - made % len(ctx_rels)] if ctx_rels else None
+            if person in on_path or (rel is not None and person not in self.world.facts[rel]):
                 continue
-            must = {ctx_rels[len(paragraphs) % len(ctx_rels)]} if ctx_rels else set()
             on_path.add(person)
-            paragraphs.append(self._paragraph(person, must, rng))
-            n_distractors -= 1
+            paragraphs.append(self._paragraph(person, {rel} if rel else set(), rng))
+            made += 1
         rng.shuffle(paragraphs)
         return "\n".join(paragraphs)
 

@@ -1,0 +1,109 @@
+"""Items: hop structure per task, chains of thought that follow the world, contexts that don't give answers away."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from atomic_comp.families.biography.relations import BY_NAME, CONTEXTUAL, PARAMETRIC
+from atomic_comp.families.biography.tasks import ANSWER_MARKER, QUESTION_TEMPLATES, question_text
+
+
+def _all_items(data):
+    for split in ("train_sft", "train_rl", "test"):
+        yield from data.splits[split]
+
+
+def test_hop_groups_per_task(tiny_data):
+    for it in _all_items(tiny_data):
+        groups = {BY_NAME[r].group for r in it["relation_path"]}
+        assert it["hop_groups"] == [BY_NAME[r].group for r in it["relation_path"]]
+        if it["task"] == "mem":
+            assert groups == {PARAMETRIC}
+        elif it["task"] == "ctx":
+            assert groups == {CONTEXTUAL}
+        else:
+            assert groups == {PARAMETRIC, CONTEXTUAL}
+
+
+def test_paths_are_walks_without_repeats(tiny_data):
+    for it in _all_items(tiny_data):
+        path = it["relation_path"]
+        assert 2 <= it["hops"] == len(path) <= 3
+        assert len(set(path)) == len(path)
+        assert all(BY_NAME[r].person for r in path[:-1])
+        people = it["entities"][:-1] if not BY_NAME[path[-1]].person else it["entities"]
+        assert len(set(people)) == len(people)
+
+
+def test_chain_of_thought_follows_the_world(tiny_data, tiny_family):
+    world = tiny_family.world
+    index = {n: i for i, n in enumerate(world.names)}
+    for it in list(_all_items(tiny_data))[:600]:
+        ents = [index[n] for n in it["entities"][:-1]]
+        steps = []
+        for i, rel_name in enumerate(it["relation_path"]):
+            rel = BY_NAME[rel_name]
+            obj = world.object_name(rel, ents[i])
+            assert obj == it["entities"][i + 1]
+            steps.append(world.sentence(rel, ents[i]))
+        assert it["answer_cot"] == " ".join(steps) + f" {ANSWER_MARKER} {it['answer']}"
+        assert it["answer"] == it["entities"][-1]
+        assert it["entities"][0] in it["question"]
+
+
+def test_context_holds_contextual_hops_only(tiny_data, tiny_family):
+    world = tiny_family.world
+    index = {n: i for i, n in enumerate(world.names)}
+    same_relation_distractor = 0
+    for it in tiny_data.splits["test"]:
+        if it["task"] == "mem":
+            continue
+        ents = [index[n] for n in it["entities"][:-1]]
+        for i, rel_name in enumerate(it["relation_path"]):
+            sentence = world.sentence(BY_NAME[rel_name], ents[i])
+            if BY_NAME[rel_name].group == CONTEXTUAL:
+                assert sentence in it["context"]
+            else:
+                assert sentence not in it["context"]
+        # the last contextual relation is also stated about someone off the path
+        rel = BY_NAME[[r for r in it["relation_path"] if BY_NAME[r].group == CONTEXTUAL][-1]]
+        others = [p for p in world.contextual if p not in ents and p in world.facts[rel.name]]
+        if any(world.sentence(rel, p) in it["context"] for p in others):
+            same_relation_distractor += 1
+    assert same_relation_distractor >= 0.9 * sum(1 for it in tiny_data.splits["test"] if it["task"] != "mem")
+
+
+def test_mem_context_option(tiny_family):
+    maker = tiny_family.maker
+    rng = random.Random(0)
+    walked = None
+    while walked is None:
+        walked = maker.walk("mem", "iid", "train", rng)
+    with_ctx = maker.render("mem", "iid", *walked, rng)
+    assert with_ctx["context"]  # irrelevant paragraphs, so the prompt format matches Comp
+    for name in with_ctx["entities"][:-1]:
+        for line in with_ctx["context"].split("\n"):
+            assert not line.startswith(name + " ")
+    from dataclasses import replace
+
+    maker.context, saved = replace(maker.context, mem_context=False), maker.context
+    try:
+        assert maker.render("mem", "iid", *walked, rng)["context"] == ""
+    finally:
+        maker.context = saved
+
+
+def test_question_templates():
+    path = [BY_NAME["roommate"], BY_NAME["boss"]]
+    qs = {question_text(path, "Justin Martinez", t) for t in range(len(QUESTION_TEMPLATES))}
+    assert len(qs) >= 3
+    assert "Who is the boss of the roommate of Justin Martinez?" in qs
+    assert question_text([BY_NAME["boss"], BY_NAME["phone"]], "A B", 0).startswith("What is the phone number of")
+
+
+@pytest.mark.parametrize("field", ["task", "level", "hops", "relation_path", "entities", "question", "context",
+                                   "answer", "answer_cot", "instruction", "gen_type"])
+def test_item_fields(tiny_data, field):
+    assert field in tiny_data.splits["test"].column_names
