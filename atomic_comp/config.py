@@ -124,6 +124,146 @@ class DataConfig:
     export_dir: Optional[str] = None
 
 
+# --------------------------------------------------------------------------- model
+@dataclass
+class ModelConfig:
+    # tiny: a Llama-family decoder trained from scratch; anything else is a Hugging Face name or local path
+    name: str = "tiny"
+    pretrained: Optional[str] = None
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 4
+    num_heads: int = 4
+    max_position_embeddings: int = 1024
+    rope_theta: float = 10000.0
+    # float32 on CPU; bfloat16 for checkpoints on GPU
+    dtype: str = "float32"
+
+
+# --------------------------------------------------------------------------- stages
+@dataclass
+class LoRAConfig:
+    # LoRA(...) stages train adapters through peft; merged into the checkpoint afterwards
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
+class SFTConfig:
+    lr: float = 1e-3
+    # epochs over the stage's data, unless max_steps > 0
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 32
+    grad_accum: int = 1
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_length: int = 1024
+    # bf16 mixed precision (GPU only)
+    bf16: bool = False
+    # trainer checkpoints every this many steps, so a killed stage resumes
+    save_steps: int = 200
+    logging_steps: int = 10
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+
+
+@dataclass
+class RLConfig:
+    lr: float = 1e-4
+    max_steps: int = 200
+    # prompts per step; each gets num_generations samples (a GRPO group)
+    prompts_per_step: int = 16
+    num_generations: int = 8
+    # KL coefficient against the reference (start-of-stage) model; 0 skips the reference model
+    beta: float = 0.0
+    temperature: float = 1.0
+    max_completion_length: int = 64
+    loss_type: str = "dapo"
+    # a small bonus for emitting the answer marker (off: the paper's reward is exact match only)
+    format_reward: float = 0.0
+    use_vllm: bool = False
+    bf16: bool = False
+    save_steps: int = 50
+    logging_steps: int = 5
+    warmup_ratio: float = 0.0
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+
+
+@dataclass
+class StagesConfig:
+    """Hyperparameters per stage kind; a pipeline's stage may override any of them."""
+
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    # LoRA(...) stages are SFT stages with these adapter settings
+    lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(enabled=True))
+
+
+@dataclass
+class StageSpec:
+    # sft | rl | lora
+    kind: str = "sft"
+    # which of mem, ctx, comp the stage trains on
+    tasks: list[str] = field(default_factory=list)
+    # which pool it draws from: sft | rl; null = sft for the first stage, rl after it
+    pool: Optional[str] = None
+    # overrides of this kind's hyperparameters for this stage only, e.g. {max_steps: 300}
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineConfig:
+    # the paper's notation, e.g. SFT(Mem+Ctx)->RL(Comp); results and logs use it
+    name: str = ""
+    stages: list[StageSpec] = field(default_factory=list)
+    # a suite: pipeline option names (conf/pipeline/<slug>.yaml) to run one after another
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalConfig:
+    name: str = "all"
+    # which levels and tasks to score after every stage
+    levels: list[str] = field(default_factory=lambda: ["iid", "composition", "zero_shot"])
+    tasks: list[str] = field(default_factory=lambda: ["mem", "ctx", "comp"])
+    # items per task x level (null: all of the test split)
+    max_items: Optional[int] = None
+    batch_size: int = 64
+    max_new_tokens: int = 96
+    # pass@k: samples per question (0 = off) and the k grid (powers of two up to n)
+    passk_n: int = 0
+    passk_ks: list[int] = field(default_factory=list)
+    passk_items: Optional[int] = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+
+@dataclass
+class RunConfig:
+    """The main app: `python launch.py` (conf/config.yaml)."""
+
+    seed: int = 1
+    world: WorldConfig = field(default_factory=WorldConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stage: StagesConfig = field(default_factory=StagesConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # null, zero2 or zero3: a DeepSpeed JSON from conf/deepspeed/ for multi-GPU stages
+    deepspeed: Optional[str] = None
+    cache_dir: Optional[str] = None
+    # where results.json goes (Hydra's run dir by default)
+    output_dir: Optional[str] = None
+    # train on cuda when available, else cpu
+    device: str = "auto"
+    # torch threads on CPU (0: torch's default)
+    threads: int = 0
+
+
 LEVEL_KEYS = ("iid", "composition", "held_out")
 
 
@@ -193,6 +333,7 @@ def register_schemas() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="data_schema", node=DataConfig)
+    cs.store(name="run_schema", node=RunConfig)
 
 
 register_schemas()
@@ -207,3 +348,92 @@ def to_typed(cfg: DictConfig | dict, schema: type) -> Any:
         key = getattr(e, "full_key", None) or "?"
         raise ConfigError(str(key), getattr(e, "value", None) if hasattr(e, "value") else "?",
                           f"a value of the schema's type ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
+TASKS = ("mem", "ctx", "comp")
+EVAL_LEVELS = ("iid", "composition", "zero_shot")
+RL_LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
+
+
+def _validate_stage_hyper(h, prefix: str) -> None:
+    _check(h.lr > 0, f"{prefix}.lr", h.lr, "a learning rate > 0")
+    _check(0.0 <= h.warmup_ratio < 1.0, f"{prefix}.warmup_ratio", h.warmup_ratio, "a ratio in [0, 1)")
+    _check(h.save_steps >= 1, f"{prefix}.save_steps", h.save_steps, "an integer >= 1")
+    if isinstance(h, SFTConfig):
+        _check(h.batch_size >= 1, f"{prefix}.batch_size", h.batch_size, "an integer >= 1")
+        _check(h.grad_accum >= 1, f"{prefix}.grad_accum", h.grad_accum, "an integer >= 1")
+        _check(h.max_steps > 0 or h.epochs > 0, f"{prefix}.epochs", h.epochs, "> 0 when max_steps <= 0")
+        _check(h.max_length >= 16, f"{prefix}.max_length", h.max_length, "an integer >= 16")
+    else:
+        _check(h.max_steps >= 1, f"{prefix}.max_steps", h.max_steps, "an integer >= 1")
+        _check(h.num_generations >= 2, f"{prefix}.num_generations", h.num_generations,
+               "an integer >= 2 (GRPO compares samples within a group)")
+        _check(h.prompts_per_step >= 1, f"{prefix}.prompts_per_step", h.prompts_per_step, "an integer >= 1")
+        _check(h.beta >= 0, f"{prefix}.beta", h.beta, "a KL coefficient >= 0")
+        _check(h.temperature > 0, f"{prefix}.temperature", h.temperature, "a temperature > 0")
+        _check(h.max_completion_length >= 1, f"{prefix}.max_completion_length", h.max_completion_length,
+               "an integer >= 1")
+        _check(h.loss_type in RL_LOSSES, f"{prefix}.loss_type", h.loss_type, f"one of {', '.join(RL_LOSSES)}")
+        _check(h.format_reward >= 0, f"{prefix}.format_reward", h.format_reward, "a weight >= 0 (0 = off)")
+    lora = h.lora
+    _check(lora.r >= 1, f"{prefix}.lora.r", lora.r, "an integer >= 1")
+
+
+def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
+    """Everything a run needs checked before it builds, trains or submits anything."""
+    validate_world(cfg.world)
+    validate_recipe(cfg.recipe)
+    m = cfg.model
+    _check(m.name == "tiny" or bool(m.pretrained), "model.pretrained", m.pretrained,
+           "a Hugging Face name or local path when model.name is not 'tiny'")
+    _check(m.hidden_size % m.num_heads == 0, "model.num_heads", m.num_heads,
+           f"a divisor of model.hidden_size ({m.hidden_size})")
+    _check(m.dtype in ("float32", "bfloat16", "float16"), "model.dtype", m.dtype, "one of float32, bfloat16, float16")
+    _check(cfg.device in ("auto", "cpu", "cuda"), "device", cfg.device, "one of auto, cpu, cuda")
+    _validate_stage_hyper(cfg.stage.sft, "stage.sft")
+    _validate_stage_hyper(cfg.stage.rl, "stage.rl")
+    _check(cfg.deepspeed in (None, "zero2", "zero3"), "deepspeed", cfg.deepspeed, "null, zero2 or zero3")
+    if cfg.deepspeed and check_deepspeed:
+        import importlib.util
+
+        _check(importlib.util.find_spec("deepspeed") is not None, "deepspeed", cfg.deepspeed,
+               "null, unless DeepSpeed is installed: pip install -e '.[gpu]'")
+    e = cfg.eval
+    for lv in e.levels:
+        _check(lv in EVAL_LEVELS, "eval.levels", lv, f"a subset of {', '.join(EVAL_LEVELS)}")
+    for t in e.tasks:
+        _check(t in TASKS, "eval.tasks", t, f"a subset of {', '.join(TASKS)}")
+    _check(e.max_items is None or e.max_items >= 1, "eval.max_items", e.max_items, "null or an integer >= 1")
+    _check(e.batch_size >= 1, "eval.batch_size", e.batch_size, "an integer >= 1")
+    _check(e.passk_n >= 0, "eval.passk_n", e.passk_n, "an integer >= 0 (0 = no pass@k)")
+    for k in e.passk_ks:
+        _check(1 <= k <= e.passk_n, "eval.passk_ks", k, f"k in 1..eval.passk_n ({e.passk_n}): pass@k needs n >= k samples")
+    _validate_pipeline(cfg)
+
+
+def _validate_pipeline(cfg: RunConfig) -> None:
+    from atomic_comp import pipeline as pl
+
+    p = cfg.pipeline
+    _check(bool(p.members) != bool(p.stages), "pipeline", p.name,
+           "a pipeline with stages, or a suite with members (conf/pipeline/)")
+    for member in p.members:
+        _check((pl.CONF_DIR / "pipeline" / f"{member}.yaml").is_file(), "pipeline.members", member,
+               f"a pipeline option in {pl.CONF_DIR / 'pipeline'}")
+    for i, pipe in enumerate(pl.resolve(cfg)):
+        prefix = "pipeline" if not p.members else f"pipeline.members[{i}]"
+        _check(bool(pipe.stages), f"{prefix}.stages", pipe.stages, "at least one stage")
+        for j, spec in enumerate(pipe.stages):
+            key = f"{prefix}.stages[{j}]"
+            _check(spec.kind in ("sft", "rl", "lora"), f"{key}.kind", spec.kind, "one of sft, rl, lora")
+            _check(bool(spec.tasks) and all(t in TASKS for t in spec.tasks), f"{key}.tasks", list(spec.tasks),
+                   f"a non-empty subset of {', '.join(TASKS)}")
+            _check(spec.pool in (None, "sft", "rl"), f"{key}.pool", spec.pool, "null, sft or rl")
+            try:
+                hyper, _ = pl.stage_config(cfg, spec, j == 0)
+            except OmegaConfBaseException as e:
+                raise ConfigError(f"{key}.overrides", dict(spec.overrides),
+                                  f"keys and types of stage.{'rl' if spec.kind == 'rl' else 'sft'} ({str(e).splitlines()[0]})") from None
+            _validate_stage_hyper(hyper, f"{key}.overrides")
+        _check(pipe.name == pl.pipeline_name(pipe.stages), f"{prefix}.name", pipe.name,
+               f"the paper notation of its stages: {pl.pipeline_name(pipe.stages)}")

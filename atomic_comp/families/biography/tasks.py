@@ -12,12 +12,13 @@ import copy
 import random
 from dataclasses import dataclass
 
+from atomic_comp.prompts import ANSWER_MARKER
+
 from .levels import LevelSplit
 from .relations import BY_NAME, CONTEXTUAL, PARAMETRIC, RELATIONS, Relation
 from .world import World
 
 TASKS = ("mem", "ctx", "comp")
-ANSWER_MARKER = "So, the answer is:"
 INSTRUCTION = ("Answer the question step by step, one fact per step, using what you know and the context. "
                f"End with '{ANSWER_MARKER} <answer>'.")
 # The authors' released files tag each item with gen_type; ours says which task made it.

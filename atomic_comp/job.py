@@ -1,0 +1,58 @@
+"""One job: every pipeline of a run, results.json at the end, progress.json while it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from atomic_comp import cache
+from atomic_comp.config import RunConfig
+from atomic_comp.recipe import load_data
+
+LEVEL_NAMES = {"iid": "I.I.D.", "composition": "Composition", "zero_shot": "Zero-shot"}
+
+
+def headline_table(results: dict) -> str:
+    """Pipelines x levels, Comp exact match of each pipeline's last stage, in points."""
+    lines = [f"{'pipeline':<40} " + " ".join(f"{v:>12}" for v in LEVEL_NAMES.values())]
+    for name, rec in results["pipelines"].items():
+        last = rec["stages"][-1]["name"]
+        comp = rec["eval"][last].get("comp", {})
+        cells = [f"{100 * comp[lv]['em']:>12.1f}" if lv in comp else f"{'-':>12}" for lv in LEVEL_NAMES]
+        lines.append(f"{name:<40} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def run(cfg: RunConfig, out: Path) -> dict:
+    import torch
+
+    from atomic_comp import pipeline as pl
+    from atomic_comp.stages.common import pick_device
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def progress(state: dict) -> None:
+        state = dict(state, elapsed=round(time.perf_counter() - t0, 1), pid=os.getpid())
+        cache.write_atomic(out / "progress.json", json.dumps(state))
+        print(f"[atomic-comp] {state.get('pipeline', '')} {state.get('stage', '')}: {state['status']}", file=sys.stderr)
+
+    progress({"status": "building data"})
+    data = load_data(cfg.world, cfg.recipe, cfg.seed, cfg.cache_dir)
+    results: dict = {"seed": cfg.seed, "data_key": data.key, "device": device, "pipelines": {}}
+    predictions = []
+    for pipe in pl.resolve(cfg):
+        record, preds = pl.run_pipeline(cfg, data, pipe, progress, device)
+        results["pipelines"][pipe.name] = record
+        predictions += preds
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    cache.write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
+    cache.write_atomic(out / "results.json", json.dumps(results, indent=1))  # last: the job's one record
+    progress({"status": "done"})
+    return results

@@ -1,0 +1,190 @@
+"""Run chains of stages through the stage cache, evaluating after each stage.
+
+A stage's key hashes its parent's key, its resolved config, the recipe, the model
+config, the data key and the seed, so pipelines (and sweep jobs) that share a
+prefix share its entries: `SFT(Mem+Ctx)->RL(Comp)` and `SFT(Mem+Ctx)->RL(Mem+Ctx)`
+train one SFT. Entries are published atomically; a killed stage resumes from its
+last trainer checkpoint, kept in the entry's work folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from datasets import Dataset
+from omegaconf import OmegaConf
+
+from atomic_comp import cache
+from atomic_comp.config import RLConfig, RunConfig, SFTConfig, StageSpec, default_cache_dir
+from atomic_comp.prompts import format_completion, format_prompt
+from atomic_comp.recipe import Data, stage_items
+
+TASK_NAMES = {"mem": "Mem", "ctx": "Ctx", "comp": "Comp"}
+KIND_NAMES = {"sft": "SFT", "rl": "RL", "lora": "LoRA"}
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def stage_name(spec: StageSpec) -> str:
+    return f"{KIND_NAMES[spec.kind]}({'+'.join(TASK_NAMES[t] for t in spec.tasks)})"
+
+
+def pipeline_name(stages: list[StageSpec]) -> str:
+    return "->".join(stage_name(s) for s in stages)
+
+
+def slug(name: str) -> str:
+    """SFT(Mem+Ctx)->RL(Comp) -> sft_mem_ctx__rl_comp: the config option and folder name of a pipeline."""
+    parts = []
+    for stage in name.split("->"):
+        kind, tasks = stage.rstrip(")").split("(")
+        parts.append("_".join([kind.lower(), *(t.lower() for t in tasks.split("+"))]))
+    return "__".join(parts)
+
+
+def resolve(cfg: RunConfig) -> list:
+    """The pipelines a run covers: the one selected, or each member of a suite."""
+    from atomic_comp.config import PipelineConfig, to_typed
+
+    if not cfg.pipeline.members:
+        return [cfg.pipeline]
+    out = []
+    for member in cfg.pipeline.members:
+        out.append(to_typed(OmegaConf.load(CONF_DIR / "pipeline" / f"{member}.yaml"), PipelineConfig))
+    return out
+
+
+def stage_config(cfg: RunConfig, spec: StageSpec, first: bool) -> tuple[Any, str]:
+    """(typed hyperparameters, pool) for one stage: the kind's defaults with the stage's overrides."""
+    base = cfg.stage.rl if spec.kind == "rl" else cfg.stage.sft
+    schema = RLConfig if spec.kind == "rl" else SFTConfig
+    merged = OmegaConf.merge(OmegaConf.structured(base), spec.overrides)
+    typed = OmegaConf.to_object(merged)
+    if spec.kind == "lora":
+        typed.lora = dataclasses.replace(cfg.stage.lora, enabled=True)
+    assert isinstance(typed, schema)
+    pool = spec.pool or ("sft" if first else "rl")
+    return typed, pool
+
+
+def _sft_rows(items: Dataset, bios: list[str]) -> Dataset:
+    rows = {"prompt": [format_prompt(it) for it in items] + [""] * len(bios),
+            "completion": [format_completion(it) for it in items] + [" " + b for b in bios]}
+    return Dataset.from_dict(rows)
+
+
+def _rl_rows(items: Dataset) -> Dataset:
+    return Dataset.from_dict({"prompt": [format_prompt(it) for it in items], "answer": list(items["answer"])})
+
+
+def corpus(data: Data):
+    """Every text the model will read or write: the tokenizer's vocabulary comes from here."""
+    for split in ("train_sft", "train_rl", "test"):
+        for it in data.splits[split]:
+            yield format_prompt(it) + format_completion(it)
+    yield from (" " + t for t in data.splits["biographies"]["text"])
+
+
+def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str, bool]:
+    """(checkpoint path or hub name, key, built_now) of the pipeline's starting point."""
+    m = cfg.model
+    if m.name != "tiny":
+        return m.pretrained or m.name, "base-" + cache.stable_hash({"pretrained": m.pretrained or m.name}), False
+    key = "base-" + cache.stable_hash({"model": dataclasses.asdict(m), "data": data.key, "seed": cfg.seed})
+
+    def build(work: Path) -> None:
+        from atomic_comp.models import build_tiny_model, build_tokenizer, save_checkpoint
+
+        tok = build_tokenizer(corpus(data))
+        save_checkpoint(build_tiny_model(m, tok, cfg.seed), tok, work / "checkpoint")
+
+    entry, built = cache.publish(root, key, build)
+    return entry / "checkpoint", key, built
+
+
+def deepspeed_config(cfg: RunConfig) -> str | None:
+    return str(CONF_DIR / "deepspeed" / f"{cfg.deepspeed}.json") if cfg.deepspeed else None
+
+
+Progress = Callable[[dict], None]
+
+
+def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: Path | str, parent_key: str,
+              root: Path, device: str) -> dict:
+    """Train one stage through the cache. Returns its record for results.json."""
+    from atomic_comp.stages import RUNNERS
+
+    hyper, pool = stage_config(cfg, spec, first)
+    key = "stage-" + cache.stable_hash({
+        "parent": parent_key, "kind": spec.kind, "tasks": list(spec.tasks), "pool": pool,
+        "hyper": dataclasses.asdict(hyper), "recipe": dataclasses.asdict(cfg.recipe),
+        "model": dataclasses.asdict(cfg.model), "data": data.key, "seed": cfg.seed,
+    })
+    items = stage_items(data, pool, list(spec.tasks), cfg.recipe)
+    t0 = time.perf_counter()
+
+    def build(work: Path) -> None:
+        if spec.kind == "rl":
+            rows = _rl_rows(items)
+        else:
+            bios = list(data.splits["biographies"]["text"]) if first and cfg.recipe.biographies else []
+            rows = _sft_rows(items, bios)
+        metrics = RUNNERS[spec.kind](Path(parent) if isinstance(parent, Path) else parent, hyper, rows, work,
+                                     cfg.seed, device, cfg.model.dtype, deepspeed_config(cfg))
+        metrics.update(items=len(items), rows=len(rows), pool=pool)
+        (work / "metrics.json").write_text(json.dumps(metrics, default=str))
+
+    entry, built = cache.publish(root, key, build, resume=True, info={"key": key})
+    metrics = json.loads((entry / "metrics.json").read_text())
+    return {"name": stage_name(spec), "kind": spec.kind, "tasks": list(spec.tasks), "pool": pool, "key": key,
+            "cached": not built, "seconds": round(time.perf_counter() - t0, 2), "path": str(entry / "checkpoint"),
+            "train": {k: v for k, v in metrics.items() if k != "log_history"}}
+
+
+def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root: Path, device: str) -> tuple[dict, list]:
+    """Greedy exact match of a stage's checkpoint, cached per (stage key, eval config)."""
+    from atomic_comp.evaluate import evaluate, select_items
+
+    key = "eval-" + cache.stable_hash({"stage": record["key"], "eval": dataclasses.asdict(cfg.eval), "data": data.key})
+
+    def build(work: Path) -> None:
+        import torch
+
+        from atomic_comp.models import load_model, load_tokenizer
+
+        model = load_model(record["path"], cfg.model.dtype).to(device)
+        tok = load_tokenizer(record["path"])
+        items = select_items(data.splits["test"], cfg.eval.levels, cfg.eval.tasks, cfg.eval.max_items)
+        metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens)
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        (work / "metrics.json").write_text(json.dumps(metrics))
+        with open(work / "predictions.jsonl", "w") as f:
+            for p in preds:
+                f.write(json.dumps(p) + "\n")
+
+    entry, _ = cache.publish(root, key, build, info={"key": key})
+    metrics = json.loads((entry / "metrics.json").read_text())
+    preds = [dict(json.loads(line), pipeline=pipeline, stage=record["name"])
+             for line in (entry / "predictions.jsonl").read_text().splitlines()]
+    return metrics, preds
+
+
+def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, device: str) -> tuple[dict, list]:
+    root = Path(cfg.cache_dir or default_cache_dir())
+    parent, parent_key, _ = base_model(cfg, data, root / "models")
+    stages, evals, predictions = [], {}, []
+    for i, spec in enumerate(pipeline.stages):
+        name = stage_name(spec)
+        progress({"pipeline": pipeline.name, "stage": name, "status": "training"})
+        record = run_stage(cfg, data, spec, i == 0, parent, parent_key, root / "stages", device)
+        progress({"pipeline": pipeline.name, "stage": name, "status": "evaluating"})
+        evals[name], preds = evaluate_stage(cfg, data, record, pipeline.name, root / "evals", device)
+        predictions += preds
+        stages.append(record)
+        parent, parent_key = Path(record["path"]), record["key"]
+    return {"slug": slug(pipeline.name), "stages": stages, "eval": evals}, predictions

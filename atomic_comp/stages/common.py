@@ -1,0 +1,82 @@
+"""What SFT and RL stages share: device choice, trainer arguments, resume, and the checkpoint they publish."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from transformers.trainer_utils import get_last_checkpoint
+
+from atomic_comp.models import load_model, load_tokenizer, save_checkpoint
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def trainer_args(cfg, work: Path, seed: int, device: str, deepspeed: str | None) -> dict:
+    """Keyword arguments common to TRL's SFTConfig and GRPOConfig."""
+    return dict(
+        output_dir=str(work / "trainer"),
+        learning_rate=cfg.lr,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        lr_scheduler_type="cosine",
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=1,
+        seed=seed,
+        data_seed=seed,
+        bf16=cfg.bf16,
+        use_cpu=device == "cpu",
+        report_to="none",  # W&B is fed by atomic_comp.tracking, which never fails a stage
+        dataloader_num_workers=0,
+        deepspeed=deepspeed,
+        disable_tqdm=False,
+    )
+
+
+def lora_config(lora):
+    if not lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+
+
+def train_and_publish(trainer, work: Path, tokenizer, start: dict) -> dict:
+    """Train (resuming from the stage's last trainer checkpoint, if a killed run left one) and save the model."""
+    last = get_last_checkpoint(str(work / "trainer")) if (work / "trainer").is_dir() else None
+    t0 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - t0
+    save_checkpoint(trainer.model, tokenizer, work / "checkpoint")
+    return {
+        **start,
+        "resumed_from": Path(last).name if last else None,
+        "steps": trainer.state.global_step,
+        "train_seconds": seconds,
+        "train_loss": out.training_loss,
+        "log_history": trainer.state.log_history,
+    }
+
+
+def fingerprint(model) -> str:
+    """A short hash of the weights, so a chained stage can show which checkpoint it started from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_parent(parent: Path, dtype: str):
+    model = load_model(parent, dtype)
+    return model, load_tokenizer(parent), {"parent": str(parent), "parent_fingerprint": fingerprint(model)}

@@ -1,0 +1,93 @@
+"""SFT and GRPO stages through TRL on tiny models (TRL-test style: assert that things moved)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from datasets import Dataset
+
+from atomic_comp.config import RLConfig, SFTConfig
+from atomic_comp.models import build_tiny_model, build_tokenizer, load_model, save_checkpoint
+from atomic_comp.stages import rl, sft
+from atomic_comp.stages.common import fingerprint
+
+pytestmark = pytest.mark.slow
+
+COLORS = ["red", "blue", "green", "gold"]
+PROMPTS = [f"Question: what colour is item {i}? Answer:" for i in range(16)]
+MODEL = SimpleNamespace(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
+                        max_position_embeddings=128, rope_theta=10000.0)
+
+
+def _colour_rows() -> Dataset:
+    return Dataset.from_dict({"prompt": [p for p in PROMPTS for _ in COLORS],
+                              "completion": [f" So, the answer is: {c}" for _ in PROMPTS for c in COLORS]})
+
+
+@pytest.fixture(scope="module")
+def colour_sft(tmp_path_factory) -> Path:
+    """A tiny model that SFT taught the answer format, and to answer each colour a quarter of the time."""
+    root = tmp_path_factory.mktemp("colour")
+    tok = build_tokenizer([p + c for p, c in zip(_colour_rows()["prompt"], _colour_rows()["completion"])])
+    save_checkpoint(build_tiny_model(MODEL, tok, seed=0), tok, root / "base")
+    metrics = sft.run(root / "base", SFTConfig(lr=3e-3, max_steps=200, batch_size=16, save_steps=1000,
+                                               logging_steps=10), _colour_rows(), root / "sft", 0, "cpu")
+    return root / "sft" / "checkpoint", metrics
+
+
+def test_sft_lowers_the_loss_and_raises_training_accuracy(colour_sft):
+    _, metrics = colour_sft
+    logs = [h for h in metrics["log_history"] if "loss" in h]
+    assert logs[-1]["loss"] < 0.5 * logs[0]["loss"]
+    assert logs[-1]["mean_token_accuracy"] > logs[0]["mean_token_accuracy"] + 0.4
+    assert metrics["steps"] == 200 and metrics["resumed_from"] is None
+
+
+def test_sft_on_world_items_learns_the_chain(tiny_data, tmp_path):
+    """Completion-only loss on real items: the chains of thought get likelier, prompts are not trained."""
+    from atomic_comp.pipeline import _sft_rows
+
+    items = tiny_data.splits["train_sft"].select(range(32))
+    rows = _sft_rows(items, [])
+    tok = build_tokenizer(p + c for p, c in zip(rows["prompt"], rows["completion"]))
+    save_checkpoint(build_tiny_model(MODEL, tok, seed=0), tok, tmp_path / "base")
+    metrics = sft.run(tmp_path / "base", SFTConfig(lr=3e-3, max_steps=40, batch_size=8, save_steps=1000,
+                                                   logging_steps=5), rows, tmp_path / "sft", 0, "cpu")
+    logs = [h for h in metrics["log_history"] if "loss" in h]
+    assert logs[-1]["loss"] < logs[0]["loss"] - 1.0
+    assert logs[-1]["mean_token_accuracy"] > logs[0]["mean_token_accuracy"] + 0.2
+
+
+def test_grpo_changes_parameters_and_raises_the_reward(colour_sft, tmp_path):
+    ckpt, _ = colour_sft
+    rows = Dataset.from_dict({"prompt": PROMPTS, "answer": ["red"] * len(PROMPTS)})
+    cfg = RLConfig(lr=1e-3, max_steps=24, prompts_per_step=8, num_generations=8, max_completion_length=16,
+                   save_steps=1000, logging_steps=1)
+    metrics = rl.run(ckpt, cfg, rows, tmp_path / "rl", 0, "cpu")
+    rewards = [h["reward"] for h in metrics["log_history"] if "reward" in h]
+    assert len(rewards) == 24
+    assert 0.0 < sum(rewards[:6]) / 6 < 0.6  # the SFT model solves it sometimes
+    assert sum(rewards[-6:]) / 6 > sum(rewards[:6]) / 6 + 0.05
+    logged = metrics["log_history"][0]
+    assert "frac_reward_zero_std" in logged and "rewards/exact_match_reward/mean" in logged
+    assert metrics["parent_fingerprint"] == fingerprint(load_model(ckpt))
+    assert fingerprint(load_model(tmp_path / "rl" / "checkpoint")) != metrics["parent_fingerprint"]
+    assert (tmp_path / "rl" / "checkpoint" / "model.safetensors").is_file()
+    assert not list((tmp_path / "rl" / "checkpoint").glob("*.bin"))
+
+
+def test_lora_stage_trains_adapters_and_saves_a_merged_checkpoint(colour_sft, tmp_path):
+    ckpt, _ = colour_sft
+    from atomic_comp.config import LoRAConfig
+
+    cfg = SFTConfig(lr=1e-3, max_steps=5, batch_size=16, save_steps=1000, logging_steps=1,
+                    lora=LoRAConfig(enabled=True, r=4, alpha=8, target_modules=["q_proj", "v_proj"]))
+    sft.run(ckpt, cfg, _colour_rows(), tmp_path / "lora", 0, "cpu")
+    merged = load_model(tmp_path / "lora" / "checkpoint")
+    base = load_model(ckpt)
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    changed = {n for (n, a), (_, b) in zip(merged.named_parameters(), base.named_parameters()) if not torch.equal(a, b)}
+    assert changed and all(("q_proj" in n or "v_proj" in n) for n in changed)
