@@ -243,6 +243,13 @@ class EvalConfig:
 
 
 @dataclass
+class DeepSpeedConfig:
+    # none | zero2 | zero3 (conf/deepspeed/): a shipped DeepSpeed JSON handed to the trainers
+    name: Optional[str] = None
+    config_file: Optional[str] = None
+
+
+@dataclass
 class RunConfig:
     """The main app: `python launch.py` (conf/config.yaml)."""
 
@@ -253,8 +260,7 @@ class RunConfig:
     stage: StagesConfig = field(default_factory=StagesConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    # null, zero2 or zero3: a DeepSpeed JSON from conf/deepspeed/ for multi-GPU stages
-    deepspeed: Optional[str] = None
+    deepspeed: DeepSpeedConfig = field(default_factory=lambda: DeepSpeedConfig())
     cache_dir: Optional[str] = None
     # where results.json goes (Hydra's run dir by default)
     output_dir: Optional[str] = None
@@ -392,12 +398,17 @@ def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
     _check(cfg.device in ("auto", "cpu", "cuda"), "device", cfg.device, "one of auto, cpu, cuda")
     _validate_stage_hyper(cfg.stage.sft, "stage.sft")
     _validate_stage_hyper(cfg.stage.rl, "stage.rl")
-    _check(cfg.deepspeed in (None, "zero2", "zero3"), "deepspeed", cfg.deepspeed, "null, zero2 or zero3")
-    if cfg.deepspeed and check_deepspeed:
-        import importlib.util
+    ds = cfg.deepspeed
+    if ds.name:
+        from atomic_comp.pipeline import CONF_DIR
 
-        _check(importlib.util.find_spec("deepspeed") is not None, "deepspeed", cfg.deepspeed,
-               "null, unless DeepSpeed is installed: pip install -e '.[gpu]'")
+        _check(bool(ds.config_file) and (CONF_DIR / "deepspeed" / str(ds.config_file)).is_file(),
+               "deepspeed.config_file", ds.config_file, f"a JSON file in {CONF_DIR / 'deepspeed'}")
+        if check_deepspeed:
+            import importlib.util
+
+            _check(importlib.util.find_spec("deepspeed") is not None, "deepspeed", ds.name,
+                   "none, unless DeepSpeed is installed: pip install -e '.[gpu]'")
     e = cfg.eval
     for lv in e.levels:
         _check(lv in EVAL_LEVELS, "eval.levels", lv, f"a subset of {', '.join(EVAL_LEVELS)}")

@@ -106,7 +106,8 @@ def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str,
 
 
 def deepspeed_config(cfg: RunConfig) -> str | None:
-    return str(CONF_DIR / "deepspeed" / f"{cfg.deepspeed}.json") if cfg.deepspeed else None
+    ds = cfg.deepspeed
+    return str(CONF_DIR / "deepspeed" / ds.config_file) if ds.name and ds.config_file else None
 
 
 Progress = Callable[[dict], None]

@@ -1,0 +1,91 @@
+"""Every config composes and validates; pipeline options follow the slug rule; bad values are refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from atomic_comp.config import ConfigError, RunConfig, to_typed, validate_run
+from atomic_comp.pipeline import pipeline_name, resolve, slug
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def _compose(overrides: list[str]) -> RunConfig:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return to_typed(compose("config", overrides=overrides), RunConfig)
+
+
+@pytest.mark.parametrize("group", ["world", "recipe", "model", "stage", "pipeline", "eval", "deepspeed"])
+def test_every_option_composes_and_validates(group):
+    options = _options(group)
+    assert options
+    for option in options:
+        cfg = _compose([f"{group}={option}"])
+        validate_run(cfg, check_deepspeed=False)
+
+
+def test_pipeline_options_are_slugs_of_their_names():
+    names = set()
+    for option in _options("pipeline"):
+        cfg = _compose([f"pipeline={option}"])
+        for pipe in resolve(cfg):
+            assert pipe.name == pipeline_name(pipe.stages)
+            names.add(pipe.name)
+        if not cfg.pipeline.members:
+            assert option == slug(cfg.pipeline.name)
+    assert slug("SFT(Mem+Ctx)->RL(Mem+Ctx)->RL(Comp)") == "sft_mem_ctx__rl_mem_ctx__rl_comp"
+    assert {"SFT(Mem+Ctx)", "SFT(Comp)", "SFT(Mem+Ctx+Comp)", "SFT(Mem)", "SFT(Ctx)", "SFT(Mem+Ctx)->RL(Comp)",
+            "SFT(Comp)->RL(Comp)", "SFT(Mem)->RL(Comp)", "SFT(Ctx)->RL(Comp)", "SFT(Mem+Ctx)->RL(Mem+Ctx)",
+            "SFT(Mem+Ctx)->RL(Mem+Ctx)->RL(Comp)", "SFT(Mem+Ctx)->SFT(Comp)", "SFT(Mem+Ctx)->LoRA(Comp)"} <= names
+
+
+@pytest.mark.parametrize("override, key", [
+    ("stage.rl.num_generations=1", "stage.rl.num_generations"),
+    ("stage.rl.loss_type=ppo", "stage.rl.loss_type"),
+    ("eval.levels=[iid,ood]", "eval.levels"),
+    ("model.num_heads=3", "model.num_heads"),
+    ("pipeline.members=[nope]", "pipeline.members"),
+    ("+pipeline.stages=[{kind: sft, tasks: [mem]}]", "pipeline"),
+])
+def test_bad_run_values_name_key_value_and_allowed(override, key):
+    cfg = _compose([override])
+    with pytest.raises(ConfigError) as err:
+        validate_run(cfg)
+    assert err.value.key.startswith(key)
+    assert err.value.allowed
+
+
+def test_stage_overrides_are_typed():
+    cfg = _compose(["pipeline=sft_comp", "+pipeline.stages.0.overrides={max_stepz: 3}"])
+    with pytest.raises(ConfigError, match="overrides"):
+        validate_run(cfg)
+
+
+def test_deepspeed_without_the_extra_is_refused_before_any_work(tmp_path):
+    pytest.importorskip("hydra")
+    try:
+        import deepspeed  # noqa: F401
+
+        pytest.skip("deepspeed is installed here")
+    except ImportError:
+        pass
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "launch.py", "deepspeed=zero2", f"hydra.run.dir={out}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "deepspeed" in res.stderr and "pip install -e '.[gpu]'" in res.stderr
+    assert not out.exists()
+    res = subprocess.run([sys.executable, "launch.py", "deepspeed=zero4", f"hydra.run.dir={out}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "zero2" in res.stderr and "zero3" in res.stderr  # the options on offer
+    assert not out.exists()
