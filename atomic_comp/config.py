@@ -237,6 +237,8 @@ class EvalConfig:
     # pass@k: samples per question (0 = off) and the k grid (powers of two up to n)
     passk_n: int = 0
     passk_ks: list[int] = field(default_factory=list)
+    # which tasks, and how many items per task x level, get sampled
+    passk_tasks: list[str] = field(default_factory=lambda: ["comp"])
     passk_items: Optional[int] = None
     temperature: float = 1.0
     top_p: float = 1.0
@@ -417,6 +419,8 @@ def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
     _check(e.max_items is None or e.max_items >= 1, "eval.max_items", e.max_items, "null or an integer >= 1")
     _check(e.batch_size >= 1, "eval.batch_size", e.batch_size, "an integer >= 1")
     _check(e.passk_n >= 0, "eval.passk_n", e.passk_n, "an integer >= 0 (0 = no pass@k)")
+    for t in e.passk_tasks:
+        _check(t in TASKS, "eval.passk_tasks", t, f"a subset of {', '.join(TASKS)}")
     for k in e.passk_ks:
         _check(1 <= k <= e.passk_n, "eval.passk_ks", k, f"k in 1..eval.passk_n ({e.passk_n}): pass@k needs n >= k samples")
     _validate_pipeline(cfg)

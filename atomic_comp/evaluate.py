@@ -1,4 +1,4 @@
-"""Greedy exact match on the test split, per task, level, hop count and final-hop type.
+"""Exact match on the test split (per task, level, hop count, final-hop type), pass@k, and first errors.
 
 Generation is batched with left padding and the KV cache. The answer is the text
 after the last 'So, the answer is:'; a missing marker counts as wrong.
@@ -43,17 +43,104 @@ def generate_greedy(model, tokenizer, prompts: list[str], batch_size: int, max_n
     return outputs
 
 
-def chain_correct(item: dict, output: str) -> bool:
-    """Every hop right: the final answer matches and each intermediate entity is written, in order."""
-    if not exact_match(output, item["answer"]):
-        return False
+def first_error(item: dict, output: str) -> int | None:
+    """Index of the first wrong hop of a chain, aligned with the gold path by its entities; None if all right.
+
+    Hop i is right when the entity it leads to is written after the previous hop's
+    (the final hop: when the parsed answer matches the gold one).
+    """
     pos = 0
-    for name in item["entities"][1:-1]:
+    objects = item["entities"][1:]
+    for i, name in enumerate(objects):
+        if i == len(objects) - 1:
+            return None if exact_match(output, item["answer"]) else i
         j = output.find(name, pos)
         if j < 0:
-            return False
+            return i
         pos = j + len(name)
-    return True
+    return None
+
+
+def first_error_summary(predictions: list[dict]) -> dict:
+    """Where wrong chains first go wrong (the paper's Table 2), per task."""
+    out: dict = {}
+    by_task = defaultdict(list)
+    for p in predictions:
+        if p["first_error"] is not None:
+            by_task[p["task"]].append(p)
+    for task, rows in sorted(by_task.items()):
+        hop_counts: dict = defaultdict(int)
+        groups: dict = defaultdict(int)
+        rel = []
+        for p in rows:
+            i = p["first_error"]
+            hop_counts[str(i)] += 1
+            groups[p["hop_groups"][i]] += 1
+            rel.append(i / (p["hops"] - 1) if p["hops"] > 1 else 0.0)
+        out[task] = {
+            "n_wrong": len(rows),
+            "first_wrong_hop": dict(sorted(hop_counts.items())),
+            "by_hop_type": dict(groups),
+            "contextual_share": groups["contextual"] / len(rows),
+            "mean_relative_position": sum(rel) / len(rel),
+        }
+    return out
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), as a stable product."""
+    if n - c < k:
+        return 1.0
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod
+
+
+@torch.no_grad()
+def sample_completions(model, tokenizer, prompts: list[str], n: int, temperature: float, top_p: float,
+                       max_new_tokens: int, max_sequences: int = 512, seed: int = 0) -> list[list[str]]:
+    """n sampled completions per prompt via num_return_sequences, in batches of about max_sequences."""
+    model.eval()
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    per_call = min(n, max_sequences)
+    prompts_per_call = max(1, max_sequences // per_call)
+    out: list[list[str]] = [[] for _ in prompts]
+    for start in range(0, len(prompts), prompts_per_call):
+        idx = list(range(start, min(start + prompts_per_call, len(prompts))))
+        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+        while len(out[idx[0]]) < n:
+            k = min(per_call, n - len(out[idx[0]]))
+            gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
+                                 num_return_sequences=k, max_new_tokens=max_new_tokens, use_cache=True,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            for j, i in enumerate(idx):
+                out[i] += texts[j * k:(j + 1) * k]
+    return out
+
+
+def evaluate_passk(model, tokenizer, items: list[dict], n: int, ks: list[int], temperature: float, top_p: float,
+                   max_new_tokens: int, max_sequences: int = 512) -> tuple[dict, list[dict]]:
+    """({level: {k: pass@k}}, samples) over `items`; k > n is refused up front by the config check."""
+    samples = sample_completions(model, tokenizer, [format_prompt(it) for it in items], n, temperature, top_p,
+                                 max_new_tokens, max_sequences)
+    per_level: dict = defaultdict(list)
+    records = []
+    for it, outs in zip(items, samples):
+        c = sum(exact_match(o, it["answer"]) for o in outs)
+        per_level[it["level"]].append(c)
+        records.append({"task": it["task"], "level": it["level"], "question": it["question"],
+                        "answer": it["answer"], "n": n, "correct": c, "outputs": outs})
+    result = {lv: {str(k): sum(pass_at_k(n, c, k) for c in cs) / len(cs) for k in ks}
+              for lv, cs in per_level.items()}
+    return result, records
+
+
+def chain_correct(item: dict, output: str) -> bool:
+    """Every hop right: the final answer matches and each intermediate entity is written, in order."""
+    return first_error(item, output) is None
 
 
 def _em(rows: list[dict]) -> dict:
@@ -78,6 +165,7 @@ def score(predictions: list[dict]) -> dict:
     out["by_hops"] = _nest(hops)
     out["by_final_hop"] = _nest(final)
     out["chain_correct"] = _nest(chain)
+    out["first_error"] = first_error_summary(predictions)
     return out
 
 
@@ -103,6 +191,7 @@ def evaluate(model, tokenizer, items: list[dict], batch_size: int, max_new_token
             "pipeline": pipeline, "stage": stage, "task": it["task"], "level": it["level"], "hops": it["hops"],
             "final_hop": it["hop_groups"][-1], "question": it["question"], "answer": it["answer"],
             "output": out, "prediction": parse_answer(out), "correct": exact_match(out, it["answer"]),
-            "chain_correct": chain_correct(it, out),
+            "chain_correct": chain_correct(it, out), "hop_groups": list(it["hop_groups"]),
+            "first_error": first_error(it, out),
         })
     return score(predictions), predictions

@@ -53,6 +53,15 @@ def run(cfg: RunConfig, out: Path) -> dict:
         predictions += preds
     results["seconds"] = round(time.perf_counter() - t0, 1)
     cache.write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
+    samples = []  # sampled pass@k completions, beside the greedy predictions
+    for name, rec in results["pipelines"].items():
+        for stage in rec["stages"]:
+            path = Path(stage.get("eval_path", "")) / "passk_samples.jsonl"
+            if path.is_file():
+                samples += [json.dumps(dict(json.loads(line), pipeline=name, stage=stage["name"])) + "\n"
+                            for line in path.read_text().splitlines()]
+    if samples:
+        cache.write_atomic(out / "passk_samples.jsonl", "".join(samples))
     cache.write_atomic(out / "results.json", json.dumps(results, indent=1))  # last: the job's one record
     progress({"status": "done"})
     return results

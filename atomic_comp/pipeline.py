@@ -147,7 +147,7 @@ def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: 
 
 def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root: Path, device: str) -> tuple[dict, list]:
     """Greedy exact match of a stage's checkpoint, cached per (stage key, eval config)."""
-    from atomic_comp.evaluate import evaluate, select_items
+    from atomic_comp.evaluate import evaluate, evaluate_passk, select_items
 
     key = "eval-" + cache.stable_hash({"stage": record["key"], "eval": dataclasses.asdict(cfg.eval), "data": data.key})
 
@@ -160,6 +160,14 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
         tok = load_tokenizer(record["path"])
         items = select_items(data.splits["test"], cfg.eval.levels, cfg.eval.tasks, cfg.eval.max_items)
         metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens)
+        e = cfg.eval
+        if e.passk_n > 0:
+            sampled = select_items(data.splits["test"], e.levels, e.passk_tasks, e.passk_items)
+            metrics["pass_at_k"], samples = evaluate_passk(model, tok, sampled, e.passk_n, e.passk_ks,
+                                                           e.temperature, e.top_p, e.max_new_tokens)
+            with open(work / "passk_samples.jsonl", "w") as f:
+                for rec in samples:
+                    f.write(json.dumps(rec) + "\n")
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -170,6 +178,7 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
 
     entry, _ = cache.publish(root, key, build, info={"key": key})
     metrics = json.loads((entry / "metrics.json").read_text())
+    record["eval_path"] = str(entry)
     preds = [dict(json.loads(line), pipeline=pipeline, stage=record["name"])
              for line in (entry / "predictions.jsonl").read_text().splitlines()]
     return metrics, preds

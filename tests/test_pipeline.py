@@ -130,3 +130,20 @@ def test_a_killed_stage_resumes_from_its_last_checkpoint(tmp_path):
     assert stage["train"]["resumed_from"].startswith("checkpoint-")
     assert int(stage["train"]["resumed_from"].split("-")[1]) >= 10
     assert stage["train"]["steps"] == 40
+
+
+def test_passk_evaluation_runs_from_the_cache_without_retraining(two_pipelines):
+    _, _, root = two_pipelines
+    out = root / "passk"
+    res = launch(["pipeline=sft_mem_ctx", "eval=passk", "eval.passk_n=8", "eval.passk_ks=[1,2,4,8]",
+                  "eval.passk_items=2"], root / "cache", out)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rec = results(out)["pipelines"]["SFT(Mem+Ctx)"]
+    assert rec["stages"][0]["cached"] is True
+    pk = rec["eval"]["SFT(Mem+Ctx)"]["pass_at_k"]
+    assert set(pk) == {"iid", "composition", "zero_shot"}
+    for curve in pk.values():
+        values = [curve[k] for k in ("1", "2", "4", "8")]
+        assert values == sorted(values) and all(0.0 <= v <= 1.0 for v in values)
+    samples = [json.loads(line) for line in (out / "passk_samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 6 and all(len(s["outputs"]) == 8 for s in samples)

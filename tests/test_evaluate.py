@@ -1,0 +1,131 @@
+"""Evaluation: answer parsing, exact match, pass@k against brute force, first-error alignment."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import torch
+
+from atomic_comp.evaluate import evaluate, first_error, first_error_summary, pass_at_k, score
+from atomic_comp.models import build_tokenizer
+from atomic_comp.prompts import exact_match, format_completion, format_prompt, normalize, parse_answer
+
+
+@pytest.mark.parametrize("output, parsed", [
+    ("A is B. So, the answer is: Carl Jarvis", "Carl Jarvis"),
+    ("So, the answer is: x. So, the answer is: Carl Jarvis\nmore text", "Carl Jarvis"),  # the last marker wins
+    ("So, the answer is:   Carl   Jarvis  ", "Carl   Jarvis"),
+    ("A is B. The answer is Carl Jarvis", None),  # no marker
+    ("", None),
+    ("So, the answer is:", ""),
+    ("so, the answer is: Carl Jarvis", None),  # the marker is exact
+])
+def test_parse_answer_on_malformed_chains(output, parsed):
+    assert parse_answer(output) == parsed
+
+
+def test_exact_match_normalises_whitespace_and_case_only():
+    assert exact_match("So, the answer is:  carl  JARVIS.", "Carl Jarvis")
+    assert not exact_match("So, the answer is: Carl Jarviss", "Carl Jarvis")
+    assert not exact_match("Carl Jarvis", "Carl Jarvis")
+    assert normalize(" The  Navy ") == "the navy"
+
+
+def _brute_pass_at_k(n: int, c: int, k: int) -> float:
+    samples = [1] * c + [0] * (n - c)
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(samples[i] for i in s) for s in subsets) / len(subsets)
+
+
+def test_pass_at_k_matches_brute_force_enumeration():
+    for n in range(1, 9):
+        for c in range(0, n + 1):
+            for k in range(1, n + 1):
+                assert pass_at_k(n, c, k) == pytest.approx(_brute_pass_at_k(n, c, k), abs=1e-12), (n, c, k)
+    assert pass_at_k(512, 0, 512) == 0.0 and pass_at_k(512, 1, 512) == 1.0
+    assert pass_at_k(512, 1, 1) == pytest.approx(1 / 512)
+
+
+ITEM = {"task": "comp", "level": "iid", "hops": 3, "hop_groups": ["parametric", "contextual", "parametric"],
+        "entities": ["Ann Lee", "Bo Chan", "Cy Dow", "Paris"], "answer": "Paris",
+        "question": "q", "answer_cot": "Ann Lee and Bo Chan are roommates. Bo Chan is married to Cy Dow. "
+                                       "Cy Dow died in Paris. So, the answer is: Paris"}
+
+
+@pytest.mark.parametrize("output, hop", [
+    (ITEM["answer_cot"], None),
+    ("Ann Lee and Zed Roe are roommates. Zed Roe is married to Cy Dow. Cy Dow died in Paris. "
+     "So, the answer is: Paris", 0),  # right answer, wrong first hop: not chain-correct
+    ("Ann Lee and Bo Chan are roommates. Bo Chan is married to Al Ito. Al Ito died in Rome. "
+     "So, the answer is: Rome", 1),
+    ("Ann Lee and Bo Chan are roommates. Bo Chan is married to Cy Dow. Cy Dow died in Rome. "
+     "So, the answer is: Rome", 2),
+    ("Cy Dow died in Paris. Ann Lee and Bo Chan are roommates. So, the answer is: Paris", 1),  # out of order
+    ("Ann Lee and Bo Chan are roommates. Bo Chan is married to Cy Dow.", 2),  # no marker
+])
+def test_first_error_alignment_on_hand_made_chains(output, hop):
+    assert first_error(ITEM, output) == hop
+
+
+def test_first_error_summary_counts_contextual_share():
+    preds = [dict(ITEM, first_error=1), dict(ITEM, first_error=2), dict(ITEM, first_error=0),
+             dict(ITEM, first_error=None)]
+    summary = first_error_summary(preds)["comp"]
+    assert summary["n_wrong"] == 3
+    assert summary["first_wrong_hop"] == {"0": 1, "1": 1, "2": 1}
+    assert summary["contextual_share"] == pytest.approx(1 / 3)
+    assert summary["mean_relative_position"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+
+
+class OracleLM(torch.nn.Module):
+    """A language model that writes a fixed completion for each prompt: the gold chain, or a bad one."""
+
+    def __init__(self, tokenizer, completions: dict[str, str]):
+        super().__init__()
+        self.tok = tokenizer
+        self.table = completions
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, **kw):
+        rows = []
+        for ids, mask in zip(input_ids, attention_mask):
+            prompt = self.tok.decode(ids[mask.bool()], skip_special_tokens=True)
+            new = self.tok(self.table[prompt])["input_ids"][:max_new_tokens] + [self.tok.eos_token_id]
+            rows.append(ids.tolist() + new)
+        width = max(map(len, rows))
+        return torch.tensor([r + [self.tok.pad_token_id] * (width - len(r)) for r in rows])
+
+
+def _items(tiny_data, n=40):
+    test = tiny_data.splits["test"]
+    return [test[i] for i in random.Random(0).sample(range(len(test)), n)]
+
+
+def test_exact_match_of_a_gold_copier_is_one_and_of_a_markerless_model_zero(tiny_data):
+    items = _items(tiny_data)
+    tok = build_tokenizer([format_prompt(it) + format_completion(it) for it in items])
+    gold = OracleLM(tok, {format_prompt(it): format_completion(it) for it in items})
+    metrics, preds = evaluate(gold, tok, items, batch_size=7, max_new_tokens=200)
+    assert all(p["correct"] and p["chain_correct"] for p in preds)
+    for task in ("mem", "ctx", "comp"):
+        for level, cell in metrics.get(task, {}).items():
+            assert cell["em"] == 1.0 and cell["n"] > 0
+    assert sum(c["n"] for t in ("mem", "ctx", "comp") for c in metrics[t].values()) == len(items)
+
+    no_marker = OracleLM(tok, {format_prompt(it): format_completion(it).split(" So, the answer is:")[0]
+                               for it in items})
+    metrics, preds = evaluate(no_marker, tok, items, batch_size=7, max_new_tokens=200)
+    assert all(not p["correct"] and p["prediction"] is None for p in preds)
+    assert all(cell["em"] == 0.0 for t in ("mem", "ctx", "comp") for cell in metrics[t].values())
+    assert metrics["first_error"]["comp"]["n_wrong"] == sum(1 for it in items if it["task"] == "comp")
+
+
+def test_score_splits_by_hops_and_final_hop_type():
+    preds = [dict(ITEM, correct=True, chain_correct=True, final_hop="parametric", first_error=None),
+             dict(ITEM, hops=2, correct=False, chain_correct=False, final_hop="contextual", first_error=1)]
+    m = score(preds)
+    assert m["comp"]["iid"] == {"em": 0.5, "n": 2}
+    assert m["by_hops"]["comp"]["iid"] == {"2": {"em": 0.0, "n": 1}, "3": {"em": 1.0, "n": 1}}
+    assert m["by_final_hop"]["comp"]["iid"]["parametric"] == {"em": 1.0, "n": 1}
