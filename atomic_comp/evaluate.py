@@ -35,7 +35,9 @@ def generate_greedy(model, tokenizer, prompts: list[str], batch_size: int, max_n
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+        # a static KV cache writes in place instead of concatenating each step (1.5x on the tiny model)
         gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens, use_cache=True,
+                             cache_implementation="static",
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
         for i, text in zip(idx, texts):
@@ -100,7 +102,14 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 @torch.no_grad()
 def sample_completions(model, tokenizer, prompts: list[str], n: int, temperature: float, top_p: float,
                        max_new_tokens: int, max_sequences: int = 512, seed: int = 0) -> list[list[str]]:
-    """n sampled completions per prompt via num_return_sequences, in batches of about max_sequences."""
+    """n sampled completions per prompt, in batches of about max_sequences sequences.
+
+    Each prompt is prefilled once and its KV cache copied into a static cache for the
+    samples (`num_return_sequences` alone would prefill every copy, and a growing cache
+    re-copies itself every step); sampling stops at EOS.
+    """
+    from transformers import DynamicCache, StaticCache
+
     model.eval()
     device = next(model.parameters()).device
     torch.manual_seed(seed)
@@ -110,12 +119,23 @@ def sample_completions(model, tokenizer, prompts: list[str], n: int, temperature
     for start in range(0, len(prompts), prompts_per_call):
         idx = list(range(start, min(start + prompts_per_call, len(prompts))))
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        # prefill all but the last prompt token once; generate() feeds the last one itself
+        prefix = DynamicCache(config=model.config)
+        model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
+              position_ids=(mask[:, :-1].cumsum(-1) - 1).clamp(min=0), past_key_values=prefix, use_cache=True)
+        positions = torch.arange(ids.shape[1] - 1, device=device)
         while len(out[idx[0]]) < n:
             k = min(per_call, n - len(out[idx[0]]))
-            gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
-                                 num_return_sequences=k, max_new_tokens=max_new_tokens, use_cache=True,
+            cache = StaticCache(config=model.config, max_cache_len=ids.shape[1] + max_new_tokens)
+            for layer, kv in enumerate(prefix.layers):
+                cache.update(kv.keys.repeat_interleave(k, 0), kv.values.repeat_interleave(k, 0), layer,
+                             {"cache_position": positions})
+            gen = model.generate(input_ids=ids.repeat_interleave(k, 0), attention_mask=mask.repeat_interleave(k, 0),
+                                 past_key_values=cache, do_sample=True, temperature=temperature, top_p=top_p,
+                                 top_k=0, max_new_tokens=max_new_tokens, use_cache=True,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            texts = tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
             for j, i in enumerate(idx):
                 out[i] += texts[j * k:(j + 1) * k]
     return out

@@ -32,7 +32,10 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=200)
     ap.add_argument("--naive", type=int, default=32, help="questions timed in the naive loop")
     ap.add_argument("--n", type=int, default=512, help="samples per question for pass@k")
+    ap.add_argument("--passk-questions", type=int, default=None,
+                    help="sample this many questions and extrapolate to --questions (default: all of them)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--checkpoint", default=None, help="a trained checkpoint (default: the untrained base model)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
@@ -40,14 +43,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(cfg.cache_dir or tmp)
         data = load_data(cfg.world, cfg.recipe, cfg.seed, str(cache))
-        ckpt, _, _ = base_model(cfg, data, cache / "models")
+        ckpt = args.checkpoint or base_model(cfg, data, cache / "models")[0]
         model, tok = load_model(ckpt), load_tokenizer(ckpt)
         test = data.splits["test"]
         prompts = [format_prompt(test[i]) for i in range(min(args.questions, len(test)))]
 
+        print(f"model: {cfg.model.name} ({ckpt}), {torch.get_num_threads()} threads, "
+              f"max_new_tokens={args.max_new_tokens}", flush=True)
         t0 = time.perf_counter()
         generate_greedy(model, tok, prompts, batch_size=cfg.eval.batch_size, max_new_tokens=args.max_new_tokens)
         batched = len(prompts) / (time.perf_counter() - t0)
+        print(f"greedy batched (batch {cfg.eval.batch_size}): {batched:.1f} questions/s over {len(prompts)}",
+              flush=True)
 
         t0 = time.perf_counter()
         for p in prompts[: args.naive]:
@@ -56,15 +63,16 @@ def main() -> None:
                 model.generate(**enc, do_sample=False, max_new_tokens=args.max_new_tokens,
                                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         naive = args.naive / (time.perf_counter() - t0)
+        print(f"greedy naive loop: {naive:.2f} questions/s over {args.naive}; speed-up {batched / naive:.1f}x",
+              flush=True)
 
+        sampled = prompts[: args.passk_questions or len(prompts)]
         t0 = time.perf_counter()
-        sample_completions(model, tok, prompts, args.n, 1.0, 1.0, args.max_new_tokens)
-        passk_seconds = time.perf_counter() - t0
-    print(f"model: {cfg.model.name}, {torch.get_num_threads()} threads, max_new_tokens={args.max_new_tokens}")
-    print(f"greedy batched (batch {cfg.eval.batch_size}): {batched:.1f} questions/s over {len(prompts)}")
-    print(f"greedy naive loop: {naive:.2f} questions/s over {args.naive}; speed-up {batched / naive:.1f}x")
-    print(f"pass@{args.n} sampling: {len(prompts) * args.n / passk_seconds:,.0f} samples/s; "
-          f"{len(prompts)} questions x {args.n} samples in {passk_seconds:.0f} s")
+        sample_completions(model, tok, sampled, args.n, 1.0, 1.0, args.max_new_tokens)
+        rate = len(sampled) * args.n / (time.perf_counter() - t0)
+    how = "measured" if len(sampled) == len(prompts) else f"extrapolated from {len(sampled)} questions"
+    print(f"pass@{args.n} sampling: {rate:,.0f} samples/s; {len(prompts)} questions x {args.n} samples: "
+          f"{len(prompts) * args.n / rate:,.0f} s ({how})")
 
 
 if __name__ == "__main__":

@@ -129,3 +129,26 @@ def test_score_splits_by_hops_and_final_hop_type():
     assert m["comp"]["iid"] == {"em": 0.5, "n": 2}
     assert m["by_hops"]["comp"]["iid"] == {"2": {"em": 0.0, "n": 1}, "3": {"em": 1.0, "n": 1}}
     assert m["by_final_hop"]["comp"]["iid"]["parametric"] == {"em": 1.0, "n": 1}
+
+
+def test_sampling_shares_the_prefill_and_matches_greedy_at_low_temperature(tiny_data, tmp_path):
+    """The cache-sharing sampler is exact: near-zero temperature reproduces greedy decoding."""
+    from types import SimpleNamespace
+
+    from atomic_comp.evaluate import generate_greedy, sample_completions
+    from atomic_comp.models import build_tiny_model
+
+    items = _items(tiny_data, 6)
+    tok = build_tokenizer([format_prompt(it) + format_completion(it) for it in items])
+    cfg = SimpleNamespace(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
+                          max_position_embeddings=1024, rope_theta=10000.0)
+    model = build_tiny_model(cfg, tok, seed=0)
+    prompts = [format_prompt(it) for it in items]
+    greedy = generate_greedy(model, tok, prompts, batch_size=4, max_new_tokens=12)
+    samples = sample_completions(model, tok, prompts, n=3, temperature=1e-5, top_p=1.0, max_new_tokens=12,
+                                 max_sequences=6)
+    assert [len(s) for s in samples] == [3] * 6
+    for g, s in zip(greedy, samples):
+        assert s == [g, g, g]
+    hot = sample_completions(model, tok, prompts[:1], n=8, temperature=1.0, top_p=1.0, max_new_tokens=12)
+    assert len(set(hot[0])) > 1
