@@ -245,6 +245,17 @@ class EvalConfig:
 
 
 @dataclass
+class LoggerConfig:
+    # wandb | none
+    name: str = "wandb"
+    project: str = "atomic-comp"
+    entity: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    # online | offline | disabled; null: offline unless W&B credentials are configured
+    mode: Optional[str] = None
+
+
+@dataclass
 class DeepSpeedConfig:
     # none | zero2 | zero3 (conf/deepspeed/): a shipped DeepSpeed JSON handed to the trainers
     name: Optional[str] = None
@@ -263,6 +274,9 @@ class RunConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=lambda: DeepSpeedConfig())
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # the W&B group and the sweep folder name; sweeps/<name>.yaml sets it
+    sweep_name: str = "adhoc"
     cache_dir: Optional[str] = None
     # where results.json goes (Hydra's run dir by default)
     output_dir: Optional[str] = None
@@ -398,6 +412,9 @@ def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
            f"a divisor of model.hidden_size ({m.hidden_size})")
     _check(m.dtype in ("float32", "bfloat16", "float16"), "model.dtype", m.dtype, "one of float32, bfloat16, float16")
     _check(cfg.device in ("auto", "cpu", "cuda"), "device", cfg.device, "one of auto, cpu, cuda")
+    _check(cfg.logger.name in ("wandb", "none"), "logger.name", cfg.logger.name, "wandb or none")
+    _check(cfg.logger.mode in (None, "online", "offline", "disabled"), "logger.mode", cfg.logger.mode,
+           "null, online, offline or disabled")
     _validate_stage_hyper(cfg.stage.sft, "stage.sft")
     _validate_stage_hyper(cfg.stage.rl, "stage.rl")
     ds = cfg.deepspeed

@@ -43,14 +43,20 @@ def run(cfg: RunConfig, out: Path) -> dict:
         cache.write_atomic(out / "progress.json", json.dumps(state))
         print(f"[atomic-comp] {state.get('pipeline', '')} {state.get('stage', '')}: {state['status']}", file=sys.stderr)
 
+    from atomic_comp.tracking import Tracker
+
+    pipelines = pl.resolve(cfg)
+    tracker = Tracker(cfg, out, len(pipelines))
     progress({"status": "building data"})
     data = load_data(cfg.world, cfg.recipe, cfg.seed, cfg.cache_dir)
-    results: dict = {"seed": cfg.seed, "data_key": data.key, "device": device, "pipelines": {}}
+    results: dict = {"seed": cfg.seed, "sweep": cfg.sweep_name, "data_key": data.key, "device": device,
+                     "pipelines": {}}
     predictions = []
-    for pipe in pl.resolve(cfg):
+    for pipe in pipelines:
         record, preds = pl.run_pipeline(cfg, data, pipe, progress, device)
         results["pipelines"][pipe.name] = record
         predictions += preds
+        tracker.pipeline(pipe.name, record)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     cache.write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
     samples = []  # sampled pass@k completions, beside the greedy predictions
@@ -63,5 +69,6 @@ def run(cfg: RunConfig, out: Path) -> dict:
     if samples:
         cache.write_atomic(out / "passk_samples.jsonl", "".join(samples))
     cache.write_atomic(out / "results.json", json.dumps(results, indent=1))  # last: the job's one record
+    tracker.finish(out / "results.json")
     progress({"status": "done"})
     return results

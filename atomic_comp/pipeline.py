@@ -119,9 +119,13 @@ def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: 
     from atomic_comp.stages import RUNNERS
 
     hyper, pool = stage_config(cfg, spec, first)
+    bios = spec.kind != "rl" and first and cfg.recipe.biographies
+    # The data key covers every generating recipe field; of the selection knobs, only those that
+    # change this stage's rows enter, so a Comp-proportion sweep shares its SFT(Mem+Ctx) base.
+    selection = {t: getattr(cfg.recipe, f"{t}_proportion") for t in spec.tasks}
     key = "stage-" + cache.stable_hash({
         "parent": parent_key, "kind": spec.kind, "tasks": list(spec.tasks), "pool": pool,
-        "hyper": dataclasses.asdict(hyper), "recipe": dataclasses.asdict(cfg.recipe),
+        "hyper": dataclasses.asdict(hyper), "selection": selection, "biographies": bios,
         "model": dataclasses.asdict(cfg.model), "data": data.key, "seed": cfg.seed,
     })
     items = stage_items(data, pool, list(spec.tasks), cfg.recipe)
@@ -131,8 +135,7 @@ def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: 
         if spec.kind == "rl":
             rows = _rl_rows(items)
         else:
-            bios = list(data.splits["biographies"]["text"]) if first and cfg.recipe.biographies else []
-            rows = _sft_rows(items, bios)
+            rows = _sft_rows(items, list(data.splits["biographies"]["text"]) if bios else [])
         metrics = RUNNERS[spec.kind](Path(parent) if isinstance(parent, Path) else parent, hyper, rows, work,
                                      cfg.seed, device, cfg.model.dtype, deepspeed_config(cfg))
         metrics.update(items=len(items), rows=len(rows), pool=pool)

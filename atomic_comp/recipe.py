@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -82,14 +83,25 @@ def _run_job(job: tuple) -> str:
     return out
 
 
+def _worker_signals() -> None:
+    # forked workers inherit the parent's handlers; submitit's ignores SIGTERM, which would hang terminate()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+
+
 def _run_jobs(jobs: list[tuple], workers: int, scratch: Path) -> list[pa.Table]:
     scratch.mkdir(parents=True, exist_ok=True)
     jobs = [(str(scratch / f"chunk-{i}.arrow"),) + j for i, j in enumerate(jobs)]
     if workers <= 1 or len(jobs) <= 1:
         paths = [_run_job(j) for j in jobs]
     else:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+        pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_worker_signals)
+        try:
             paths = pool.map(_run_job, jobs, chunksize=1)
+            pool.close()  # let workers finish, rather than terminate them
+        finally:
+            pool.terminate()
+            pool.join()
     return [pa.ipc.open_file(pa.memory_map(p)).read_all() for p in paths]  # zero-copy
 
 

@@ -15,16 +15,7 @@ import pytest
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 # A very small world, model and budget: the mechanics, not the science.
-SMALL = [
-    "world.n_parametric=40", "world.n_contextual=40",
-    "recipe.sft_pool.mem=60", "recipe.sft_pool.ctx=60", "recipe.sft_pool.comp=60",
-    "recipe.rl_pool.mem=20", "recipe.rl_pool.ctx=20", "recipe.rl_pool.comp=20", "recipe.test_per_level=5",
-    "recipe.hops.max=2", "recipe.hops.weights=[1.0]",
-    "model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=2", "model.num_heads=2",
-    "stage.sft.max_steps=8", "stage.sft.batch_size=8", "stage.sft.save_steps=4",
-    "stage.rl.max_steps=2", "stage.rl.prompts_per_step=2", "stage.rl.num_generations=2",
-    "stage.rl.max_completion_length=16", "eval.max_items=3", "eval.max_new_tokens=24",
-]
+SMALL = ["experiment=smoke"]
 
 
 def launch(args, cache: Path, out: Path, **kw) -> subprocess.CompletedProcess | subprocess.Popen:
@@ -147,3 +138,38 @@ def test_passk_evaluation_runs_from_the_cache_without_retraining(two_pipelines):
         assert values == sorted(values) and all(0.0 <= v <= 1.0 for v in values)
     samples = [json.loads(line) for line in (out / "passk_samples.jsonl").read_text().splitlines()]
     assert len(samples) == 6 and all(len(s["outputs"]) == 8 for s in samples)
+
+
+def test_stage_keys_depend_only_on_what_changes_the_stage(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from atomic_comp import pipeline as pl
+    from atomic_comp.config import RunConfig, to_typed
+
+    def keys(*overrides):
+        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+            cfg = to_typed(compose("config", overrides=["experiment=smoke", *overrides]), RunConfig)
+        from atomic_comp.recipe import Data, data_key
+
+        data = Data(splits=None, world={}, key=data_key(cfg.world, cfg.recipe, cfg.seed), path=tmp_path, built=False)
+        captured = []
+        orig = pl.stage_items
+        pl.stage_items = lambda *a, **k: []
+        pl.cache.publish, orig_publish = (lambda root, key, build, **kw: (captured.append(key), (tmp_path, False))[1]), pl.cache.publish
+        try:
+            import json as _json
+
+            (tmp_path / "metrics.json").write_text(_json.dumps({}))
+            spec_sft, spec_rl = pl.resolve(cfg)[0].stages
+            a = pl.run_stage(cfg, data, spec_sft, True, "base", "base-x", tmp_path, "cpu")["key"]
+            b = pl.run_stage(cfg, data, spec_rl, False, "p", a, tmp_path, "cpu")["key"]
+        finally:
+            pl.stage_items, pl.cache.publish = orig, orig_publish
+        return a, b
+
+    base = keys("pipeline=sft_mem_ctx__rl_comp")
+    prop = keys("pipeline=sft_mem_ctx__rl_comp", "recipe.comp_proportion=0.3")
+    assert base[0] == prop[0]  # SFT(Mem+Ctx) trains no Comp: shared across a Comp-proportion sweep
+    assert base[1] != prop[1]
+    assert keys("pipeline=sft_mem_ctx__rl_comp", "stage.rl.lr=3e-4")[0] == base[0]
+    assert keys("pipeline=sft_mem_ctx__rl_comp", "seed=2")[0] != base[0]
