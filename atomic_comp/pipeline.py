@@ -91,9 +91,9 @@ def corpus(data: Data):
 def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str, bool]:
     """(checkpoint path or hub name, key, built_now) of the pipeline's starting point."""
     m = cfg.model
+    key = base_key(cfg, data.key)
     if m.name != "tiny":
-        return m.pretrained or m.name, "base-" + cache.stable_hash({"pretrained": m.pretrained or m.name}), False
-    key = "base-" + cache.stable_hash({"model": dataclasses.asdict(m), "data": data.key, "seed": cfg.seed})
+        return m.pretrained or m.name, key, False
 
     def build(work: Path) -> None:
         from atomic_comp.models import build_tiny_model, build_tokenizer, save_checkpoint
@@ -113,6 +113,42 @@ def deepspeed_config(cfg: RunConfig) -> str | None:
 Progress = Callable[[dict], None]
 
 
+def stage_key(cfg: RunConfig, data_key: str, spec: StageSpec, first: bool, parent_key: str) -> str:
+    """The cache key of a stage: computable from configs alone, before any data or training."""
+    hyper, pool = stage_config(cfg, spec, first)
+    bios = spec.kind != "rl" and first and cfg.recipe.biographies
+    # The data key covers every generating recipe field; of the selection knobs, only those that
+    # change this stage's rows enter, so a Comp-proportion sweep shares its SFT(Mem+Ctx) base.
+    selection = {t: getattr(cfg.recipe, f"{t}_proportion") for t in spec.tasks}
+    return "stage-" + cache.stable_hash({
+        "parent": parent_key, "kind": spec.kind, "tasks": list(spec.tasks), "pool": pool,
+        "hyper": dataclasses.asdict(hyper), "selection": selection, "biographies": bios,
+        "model": dataclasses.asdict(cfg.model), "data": data_key, "seed": cfg.seed,
+    })
+
+
+def base_key(cfg: RunConfig, data_key: str) -> str:
+    m = cfg.model
+    if m.name != "tiny":
+        return "base-" + cache.stable_hash({"pretrained": m.pretrained or m.name})
+    return "base-" + cache.stable_hash({"model": dataclasses.asdict(m), "data": data_key, "seed": cfg.seed})
+
+
+def plan(cfg: RunConfig) -> list[tuple[str, list[tuple[str, str]]]]:
+    """[(pipeline, [(stage name, stage key), ...])] of a run, without building anything."""
+    from atomic_comp.recipe import data_key
+
+    dkey = data_key(cfg.world, cfg.recipe, cfg.seed)
+    out = []
+    for pipe in resolve(cfg):
+        parent, stages = base_key(cfg, dkey), []
+        for i, spec in enumerate(pipe.stages):
+            parent = stage_key(cfg, dkey, spec, i == 0, parent)
+            stages.append((stage_name(spec), parent))
+        out.append((pipe.name, stages))
+    return out
+
+
 def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: Path | str, parent_key: str,
               root: Path, device: str) -> dict:
     """Train one stage through the cache. Returns its record for results.json."""
@@ -120,14 +156,7 @@ def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: 
 
     hyper, pool = stage_config(cfg, spec, first)
     bios = spec.kind != "rl" and first and cfg.recipe.biographies
-    # The data key covers every generating recipe field; of the selection knobs, only those that
-    # change this stage's rows enter, so a Comp-proportion sweep shares its SFT(Mem+Ctx) base.
-    selection = {t: getattr(cfg.recipe, f"{t}_proportion") for t in spec.tasks}
-    key = "stage-" + cache.stable_hash({
-        "parent": parent_key, "kind": spec.kind, "tasks": list(spec.tasks), "pool": pool,
-        "hyper": dataclasses.asdict(hyper), "selection": selection, "biographies": bios,
-        "model": dataclasses.asdict(cfg.model), "data": data.key, "seed": cfg.seed,
-    })
+    key = stage_key(cfg, data.key, spec, first, parent_key)
     items = stage_items(data, pool, list(spec.tasks), cfg.recipe)
     t0 = time.perf_counter()
 

@@ -140,7 +140,7 @@ def test_passk_evaluation_runs_from_the_cache_without_retraining(two_pipelines):
     assert len(samples) == 6 and all(len(s["outputs"]) == 8 for s in samples)
 
 
-def test_stage_keys_depend_only_on_what_changes_the_stage(tmp_path):
+def test_stage_keys_depend_only_on_what_changes_the_stage():
     from hydra import compose, initialize_config_dir
 
     from atomic_comp import pipeline as pl
@@ -148,28 +148,29 @@ def test_stage_keys_depend_only_on_what_changes_the_stage(tmp_path):
 
     def keys(*overrides):
         with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-            cfg = to_typed(compose("config", overrides=["experiment=smoke", *overrides]), RunConfig)
-        from atomic_comp.recipe import Data, data_key
+            cfg = to_typed(compose("config", overrides=["experiment=smoke", "pipeline=sft_mem_ctx__rl_comp",
+                                                        *overrides]), RunConfig)
+        (_, stages), = pl.plan(cfg)
+        return [key for _, key in stages]
 
-        data = Data(splits=None, world={}, key=data_key(cfg.world, cfg.recipe, cfg.seed), path=tmp_path, built=False)
-        captured = []
-        orig = pl.stage_items
-        pl.stage_items = lambda *a, **k: []
-        pl.cache.publish, orig_publish = (lambda root, key, build, **kw: (captured.append(key), (tmp_path, False))[1]), pl.cache.publish
-        try:
-            import json as _json
-
-            (tmp_path / "metrics.json").write_text(_json.dumps({}))
-            spec_sft, spec_rl = pl.resolve(cfg)[0].stages
-            a = pl.run_stage(cfg, data, spec_sft, True, "base", "base-x", tmp_path, "cpu")["key"]
-            b = pl.run_stage(cfg, data, spec_rl, False, "p", a, tmp_path, "cpu")["key"]
-        finally:
-            pl.stage_items, pl.cache.publish = orig, orig_publish
-        return a, b
-
-    base = keys("pipeline=sft_mem_ctx__rl_comp")
-    prop = keys("pipeline=sft_mem_ctx__rl_comp", "recipe.comp_proportion=0.3")
+    base = keys()
+    prop = keys("recipe.comp_proportion=0.3")
     assert base[0] == prop[0]  # SFT(Mem+Ctx) trains no Comp: shared across a Comp-proportion sweep
     assert base[1] != prop[1]
-    assert keys("pipeline=sft_mem_ctx__rl_comp", "stage.rl.lr=3e-4")[0] == base[0]
-    assert keys("pipeline=sft_mem_ctx__rl_comp", "seed=2")[0] != base[0]
+    assert keys("stage.rl.lr=3e-4")[0] == base[0] and keys("stage.rl.lr=3e-4")[1] != base[1]
+    assert keys("seed=2")[0] != base[0]
+    assert keys("recipe.hops.min=1", "recipe.hops.weights=[0.5,0.5]")[0] != base[0]
+
+
+def test_plan_matches_the_keys_a_run_uses(two_pipelines):
+    from hydra import compose, initialize_config_dir
+
+    from atomic_comp import pipeline as pl
+    from atomic_comp.config import RunConfig, to_typed
+
+    res, _, _ = two_pipelines
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = to_typed(compose("config", overrides=[*SMALL, "pipeline=headline",
+                       "pipeline.members=[sft_mem_ctx__rl_comp,sft_mem_ctx__rl_mem_ctx]"]), RunConfig)
+    for name, stages in pl.plan(cfg):
+        assert [k for _, k in stages] == [s["key"] for s in res["pipelines"][name]["stages"]]

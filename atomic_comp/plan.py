@@ -1,0 +1,67 @@
+"""`python -m atomic_comp.plan sweep=<name> [overrides, a=1,2 ...]`: a sweep's dry run.
+
+Prints the job matrix, the stages jobs share (trained once through the stage
+cache) and how many stages the sweep trains, validating every job's config on the
+way. Nothing is built, trained or submitted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from atomic_comp.config import RunConfig, to_typed, validate_run
+from atomic_comp.pipeline import CONF_DIR
+from atomic_comp.pipeline import plan as stage_plan
+
+
+def job_overrides(overrides: list[str]) -> list[list[str]]:
+    """Expand CLI overrides and the sweep file's hydra.sweeper.params as Hydra's basic sweeper does."""
+    fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=fixed, return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params or {}, resolve=False)
+    swept = {o.split("=", 1)[0] for o in overrides if "=" in o}
+    combined = [f"{k}={v}" for k, v in params.items() if k not in swept] + list(overrides)
+    parsed = OverridesParser.create().parse_overrides(combined)
+    return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def dry_run(overrides: list[str]) -> dict:
+    jobs = job_overrides(overrides)
+    users: dict = defaultdict(list)
+    matrix = []
+    for i, job in enumerate(jobs):
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = to_typed(compose("config", overrides=job), RunConfig)
+        validate_run(cfg, check_deepspeed=False)
+        for pipe, stages in stage_plan(cfg):
+            matrix.append((i, job, pipe, stages))
+            for name, key in stages:
+                users[key].append((i, pipe, name))
+    shared = {k: v for k, v in users.items() if len({j for j, _, _ in v}) > 1}
+    return {"jobs": jobs, "matrix": matrix, "stages": len(users),
+            "stage_uses": sum(len(v) for v in users.values()), "shared": shared}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    p = dry_run(argv)
+    print(f"{len(p['jobs'])} jobs")
+    for i, job, pipe, stages in p["matrix"]:
+        print(f"  #{i:<3} {pipe:<40} {' '.join(o for o in job if not o.startswith('hydra'))}")
+    print(f"{p['stages']} distinct stages to train for {p['stage_uses']} stage uses "
+          f"({p['stage_uses'] - p['stages']} served by the stage cache)")
+    for key, uses in p["shared"].items():
+        names = sorted({name for _, _, name in uses})
+        print(f"  shared {'/'.join(names)} {key}: jobs {sorted({j for j, _, _ in uses})}")
+
+
+if __name__ == "__main__":
+    main()

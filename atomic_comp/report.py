@@ -1,0 +1,191 @@
+"""`python -m atomic_comp.report SWEEP_DIR`: every job's results.json, aggregated over seeds.
+
+Writes into SWEEP_DIR:
+- report.csv: one row per pipeline x setting x task x level (the last stage), with mean, std, n seeds;
+  RL stages also get an `rl_gain` row (last stage minus the one before); failed or missing jobs get
+  a row with status `missing`;
+- report.md: the tables, paper style;
+- levels.png (bars per level), comp_proportion.png (when the sweep varies recipe.comp_proportion),
+  passk.png (when jobs ran pass@k).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from atomic_comp import cache
+from atomic_comp.status import sweep_jobs
+
+LEVELS = ("iid", "composition", "zero_shot")
+LEVEL_NAMES = {"iid": "I.I.D.", "composition": "Composition", "zero_shot": "Zero-shot"}
+FIELDS = ["status", "pipeline", "setting", "metric", "task", "level", "stage", "mean", "std", "n_seeds", "seeds", "dir"]
+
+
+def _setting(overrides: list[str]) -> str:
+    """What distinguishes a job besides its seed and pipeline: the rest of its overrides."""
+    keep = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") in ("seed", "pipeline", "hydra/launcher")
+            and not o.startswith("hydra.")]
+    return ",".join(sorted(keep)) or "default"
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def collect(sweep: Path) -> tuple[dict, list[dict], dict]:
+    """({(pipeline, setting, metric, task, level, stage): {seed: value}}, missing jobs, pass@k curves)."""
+    values: dict = defaultdict(dict)
+    passk: dict = defaultdict(lambda: defaultdict(list))
+    missing = []
+    for job in sweep_jobs(sweep):
+        d = Path(job["dir"])
+        path = d / "results.json"
+        if not path.is_file():
+            missing.append(job)
+            continue
+        res = json.loads(path.read_text())
+        setting, seed = _setting(job.get("overrides", [])), res.get("seed")
+        for name, rec in res["pipelines"].items():
+            stages = [s["name"] for s in rec["stages"]]
+            last = stages[-1]
+            for task in ("mem", "ctx", "comp"):
+                for level, cell in rec["eval"][last].get(task, {}).items():
+                    values[(name, setting, "em", task, level, last)][seed] = cell["em"]
+                    if rec["stages"][-1]["kind"] == "rl" and len(stages) > 1:
+                        before = rec["eval"][stages[-2]].get(task, {}).get(level)
+                        if before:
+                            values[(name, setting, "rl_gain", task, level, last)][seed] = cell["em"] - before["em"]
+            for level, curve in rec["eval"][last].get("pass_at_k", {}).items():
+                for k, v in curve.items():
+                    passk[(name, setting, level)][int(k)].append(v)
+    return values, missing, passk
+
+
+def rows(values: dict, missing: list[dict]) -> list[dict]:
+    out = []
+    for (pipe, setting, metric, task, level, stage), by_seed in sorted(values.items()):
+        mean, std = _mean_std(list(by_seed.values()))
+        out.append({"status": "ok", "pipeline": pipe, "setting": setting, "metric": metric, "task": task,
+                    "level": level, "stage": stage, "mean": round(mean, 4), "std": round(std, 4),
+                    "n_seeds": len(by_seed), "seeds": " ".join(str(s) for s in sorted(by_seed)), "dir": ""})
+    for job in missing:
+        ov = job.get("overrides", [])
+        pipe = next((o.split("=", 1)[1] for o in ov if o.startswith("pipeline=")), "")
+        out.append({"status": "missing", "pipeline": pipe, "setting": _setting(ov), "metric": "", "task": "",
+                    "level": "", "stage": "", "mean": "", "std": "", "n_seeds": 0,
+                    "seeds": next((o.split("=", 1)[1] for o in ov if o.startswith("seed=")), ""), "dir": job["dir"]})
+    return out
+
+
+def markdown(table: list[dict]) -> str:
+    lines = ["# Sweep report", "", "Comp exact match of each pipeline's last stage, mean ± std over seeds (points).", ""]
+    ok = [r for r in table if r["status"] == "ok" and r["task"] == "comp"]
+    for metric, title in (("em", "Exact match"), ("rl_gain", "RL gain over the stage before")):
+        cells = {(r["pipeline"], r["setting"], r["level"]): r for r in ok if r["metric"] == metric}
+        keys = sorted({(p, s) for p, s, _ in cells})
+        if not keys:
+            continue
+        lines += [f"## {title}", "", "| pipeline | setting | " + " | ".join(LEVEL_NAMES.values()) + " | seeds |",
+                  "| --- | --- | " + " | ".join("---:" for _ in LEVELS) + " | ---: |"]
+        for p, s in keys:
+            vals = [cells.get((p, s, lv)) for lv in LEVELS]
+            txt = [f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}" if v else "-" for v in vals]
+            n = max((v["n_seeds"] for v in vals if v), default=0)
+            lines.append(f"| {p} | {s} | " + " | ".join(txt) + f" | {n} |")
+        lines.append("")
+    missing = [r for r in table if r["status"] == "missing"]
+    if missing:
+        lines += ["## Failed or missing jobs", ""] + [f"- `{r['dir']}` ({r['pipeline']}, seed {r['seeds']})"
+                                                       for r in missing] + [""]
+    return "\n".join(lines)
+
+
+def plots(sweep: Path, table: list[dict], passk: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    ok = [r for r in table if r["status"] == "ok" and r["task"] == "comp" and r["metric"] == "em"]
+    groups = sorted({(r["pipeline"], r["setting"]) for r in ok})
+    if groups:
+        fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
+        width = 0.8 / len(LEVELS)
+        for i, lv in enumerate(LEVELS):
+            cell = {(r["pipeline"], r["setting"]): r for r in ok if r["level"] == lv}
+            xs = [j + i * width for j in range(len(groups))]
+            ax.bar(xs, [100 * cell[g]["mean"] if g in cell else 0 for g in groups], width,
+                   yerr=[100 * cell[g]["std"] if g in cell else 0 for g in groups], label=LEVEL_NAMES[lv], capsize=3)
+        ax.set_xticks([j + width for j in range(len(groups))])
+        ax.set_xticklabels([p if s == "default" else f"{p}\n{s}" for p, s in groups], rotation=20, ha="right",
+                           fontsize=7)
+        ax.set_ylabel("Comp exact match (%)")
+        ax.set_ylim(0, 100)
+        ax.legend()
+        fig.tight_layout()
+        written.append(_save(fig, sweep / "levels.png"))
+    prop = [r for r in table if r["status"] == "ok" and r["task"] == "comp" and "recipe.comp_proportion=" in r["setting"]]
+    if prop:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, metric, label in ((axes[0], "em", "absolute accuracy"), (axes[1], "rl_gain", "RL gain")):
+            for (pipe, lv) in sorted({(r["pipeline"], r["level"]) for r in prop if r["metric"] == metric}):
+                pts = sorted((float(r["setting"].split("recipe.comp_proportion=")[1].split(",")[0]), r["mean"])
+                             for r in prop if r["metric"] == metric and r["pipeline"] == pipe and r["level"] == lv)
+                ax.plot([p for p, _ in pts], [100 * v for _, v in pts], marker="o", label=f"{pipe} {LEVEL_NAMES[lv]}")
+            ax.set_xlabel("Comp proportion")
+            ax.set_ylabel(f"Comp {label} (points)")
+        axes[0].legend(fontsize=6)
+        fig.tight_layout()
+        written.append(_save(fig, sweep / "comp_proportion.png"))
+    if passk:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for (pipe, setting, lv), curve in sorted(passk.items()):
+            ks = sorted(curve)
+            ax.plot(ks, [100 * statistics.fmean(curve[k]) for k in ks], marker=".", label=f"{pipe} {LEVEL_NAMES[lv]}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("k")
+        ax.set_ylabel("pass@k (%)")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        written.append(_save(fig, sweep / "passk.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    tmp.replace(path)
+    return path
+
+
+def report(sweep: Path) -> list[dict]:
+    values, missing, passk = collect(sweep)
+    table = rows(values, missing)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FIELDS)
+    writer.writeheader()
+    writer.writerows(table)
+    cache.write_atomic(sweep / "report.csv", buf.getvalue())
+    cache.write_atomic(sweep / "report.md", markdown(table))
+    plots(sweep, table, passk)
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Aggregate a sweep's results.json files over seeds.")
+    ap.add_argument("sweep_dir", type=Path)
+    args = ap.parse_args(argv)
+    table = report(args.sweep_dir)
+    print((args.sweep_dir / "report.md").read_text())
+    print(f"wrote {args.sweep_dir / 'report.csv'} ({len(table)} rows), report.md and plots")
+
+
+if __name__ == "__main__":
+    main()
