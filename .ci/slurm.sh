@@ -26,6 +26,7 @@ SlurmdLogFile=/var/log/slurm/slurmd.log
 ReturnToService=2
 MinJobAge=3600
 JobRequeue=1
+KillWait=5
 NodeName=${host} CPUs=$(nproc) RealMemory=${mem} State=UNKNOWN
 PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP
 CONF

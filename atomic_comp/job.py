@@ -50,7 +50,8 @@ def run(cfg: RunConfig, out: Path) -> dict:
     progress({"status": "building data"})
     data = load_data(cfg.world, cfg.recipe, cfg.seed, cfg.cache_dir)
     results: dict = {"seed": cfg.seed, "sweep": cfg.sweep_name, "data_key": data.key, "device": device,
-                     "pipelines": {}}
+                     "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+                     "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)), "pipelines": {}}
     predictions = []
     for pipe in pipelines:
         record, preds = pl.run_pipeline(cfg, data, pipe, progress, device)

@@ -1,0 +1,67 @@
+"""Every sweep composes, validates and dry-runs; the report aggregates over seeds and lists missing jobs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from atomic_comp.plan import dry_run
+from atomic_comp.report import report
+from atomic_comp.status import job_states
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
+EXPECTED_JOBS = {"table7": 13, "comp_proportion": 10, "atomic_necessity": 4, "strategies": 3,
+                 "sample_efficiency": 6, "few_shot": 8, "passk": 4, "model_scaling": 6}
+
+
+def test_every_figure_has_a_sweep():
+    assert set(SWEEPS) == set(EXPECTED_JOBS)
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_each_sweep_dry_runs(name):
+    plan = dry_run([f"sweep={name}"])
+    assert len(plan["jobs"]) == EXPECTED_JOBS[name]
+    assert plan["stages"] <= plan["stage_uses"]
+    with_seeds = dry_run([f"sweep={name}", "seed=1,2,3"])
+    assert len(with_seeds["jobs"]) == 3 * EXPECTED_JOBS[name]
+
+
+def test_a_proportion_sweep_shares_its_atomic_base():
+    plan = dry_run(["sweep=comp_proportion"])
+    shared = [uses for uses in plan["shared"].values() if {n for _, _, n in uses} == {"SFT(Mem+Ctx)"}]
+    assert len(shared) == 1 and len({j for j, _, _ in shared[0]}) == 5
+    assert plan["stages"] == plan["stage_uses"] - 4
+
+
+def _fake_job(sweep: Path, seed: int, em: float, pipeline="SFT(Comp)", done=True) -> dict:
+    d = sweep / f"pipeline=sft_comp,seed={seed}"
+    d.mkdir(parents=True)
+    if done:
+        comp = {lv: {"em": em, "n": 10} for lv in ("iid", "composition", "zero_shot")}
+        (d / "results.json").write_text(json.dumps({"seed": seed, "pipelines": {pipeline: {
+            "stages": [{"name": "SFT(Comp)", "kind": "sft"}], "eval": {"SFT(Comp)": {"comp": comp}}}}}))
+    return {"job_id": None, "dir": str(d), "overrides": ["pipeline=sft_comp", f"seed={seed}"]}
+
+
+def test_report_means_stds_and_missing_jobs(tmp_path):
+    jobs = [_fake_job(tmp_path, 1, 0.5), _fake_job(tmp_path, 2, 0.7), _fake_job(tmp_path, 3, 0.0, done=False)]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    report(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "report.csv").open()))
+    iid = [r for r in rows if r["task"] == "comp" and r["level"] == "iid"]
+    assert len(iid) == 1
+    assert float(iid[0]["mean"]) == pytest.approx(0.6) and float(iid[0]["std"]) == pytest.approx(0.1414, abs=1e-3)
+    assert iid[0]["n_seeds"] == "2"
+    missing = [r for r in rows if r["status"] == "missing"]
+    assert len(missing) == 1 and missing[0]["seeds"] == "3"
+    md = (tmp_path / "report.md").read_text()
+    assert "60.0 ± 14.1" in md and "Failed or missing" in md
+    assert (tmp_path / "levels.png").stat().st_size > 1000
+    states = {Path(s["dir"]).name: s["state"] for s in job_states(tmp_path)}
+    assert states["pipeline=sft_comp,seed=1"] == "done"
+    assert states["pipeline=sft_comp,seed=3"] in ("unknown", "failed")
