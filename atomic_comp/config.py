@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -99,6 +100,8 @@ class RecipeConfig:
     biographies: bool = True
     # copies of each parametric fact in distinct wordings in that text (at most 3)
     bio_paraphrases: int = 1
+    # train and test on the authors' released files in this folder instead of generated items
+    released_dir: Optional[str] = None
 
 
 # --------------------------------------------------------------------------- top level
@@ -340,6 +343,8 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
         v = getattr(r, key)
         _check(0.0 <= v <= 1.0, f"{prefix}.{key}", v, "a proportion in [0, 1]")
     _check(0.0 < r.test_people < 1.0, f"{prefix}.test_people", r.test_people, "a proportion strictly between 0 and 1")
+    _check(r.released_dir is None or Path(r.released_dir).is_dir(), f"{prefix}.released_dir", r.released_dir,
+           "null or a folder with train_sft, train_rl and test .json/.jsonl files")
     _check(1 <= r.bio_paraphrases <= 3, f"{prefix}.bio_paraphrases", r.bio_paraphrases,
            "an integer in 1..3 (every relation has 3 sentence templates)")
 

@@ -57,8 +57,30 @@ def data_code_version() -> str:
 
 def data_key(world: WorldConfig, recipe: RecipeConfig, seed: int, family: str = "biography") -> str:
     gen = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in SELECTION_FIELDS}
+    if recipe.released_dir:  # the files' contents, not just their folder's name
+        gen["released_files"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                                 for p in sorted(Path(recipe.released_dir).glob("*.json*"))}
     return "data-" + cache.stable_hash({"family": family, "world": dataclasses.asdict(world), "recipe": gen,
                                         "seed": seed, "code": data_code_version()})
+
+
+def released_splits(folder: str | Path) -> tuple[datasets.DatasetDict, dict]:
+    """The authors' released files (train_sft, train_rl, test as .json or .jsonl; optional biographies.jsonl)."""
+    from atomic_comp.families.biography.released import load_released
+
+    folder = Path(folder)
+    splits = {}
+    for split in SPLITS:
+        path = next((folder / f"{split}{ext}" for ext in (".jsonl", ".json") if (folder / f"{split}{ext}").is_file()),
+                    None)
+        if path is None:
+            raise FileNotFoundError(f"recipe.released_dir={folder}: no {split}.json or {split}.jsonl there")
+        # training items need no level; test items carry theirs
+        splits[split] = items_dataset(load_released(path, level=None if split == "test" else "train"))
+    bios_path = folder / "biographies.jsonl"
+    bios = [json.loads(line)["text"] for line in bios_path.read_text().splitlines()] if bios_path.is_file() else []
+    splits["biographies"] = _text_dataset(bios)
+    return datasets.DatasetDict(splits), {"released_dir": str(folder)}
 
 
 CHUNK_ITEMS = 5000  # items per generation job; fixed, so the output does not depend on the worker count
@@ -165,7 +187,7 @@ def generate(world: WorldConfig, recipe: RecipeConfig, seed: int, family: str = 
         test = _run_jobs(jobs, workers, scratch / "test")
         splits = {name: _dataset(pa.concat_tables(ts)) for name, ts in pools.items()}
         splits["test"] = _dataset(pa.concat_tables(test))
-        splits["biographies"] = datasets.Dataset.from_dict({"text": fam.biographies(recipe.bio_paraphrases)})
+        splits["biographies"] = _text_dataset(fam.biographies(recipe.bio_paraphrases))
         return datasets.DatasetDict(splits), fam.world_json()
     finally:
         _FAMILY = None
@@ -188,8 +210,18 @@ ITEM_FEATURES = datasets.Features({
 ITEM_SCHEMA = ITEM_FEATURES.arrow_schema
 
 
+def _dataset_of(table: pa.Table, features: datasets.Features) -> datasets.Dataset:
+    return datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=features))
+
+
 def _dataset(table: pa.Table) -> datasets.Dataset:
-    return datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=ITEM_FEATURES))
+    return _dataset_of(table, ITEM_FEATURES)
+
+
+def _text_dataset(texts: list[str]) -> datasets.Dataset:
+    # built from an Arrow table, so an empty list still saves and loads
+    return _dataset_of(pa.table({"text": pa.array(texts, type=pa.string())}),
+                       datasets.Features({"text": datasets.Value("string")}))
 
 
 def items_dataset(rows: list[dict]) -> datasets.Dataset:
@@ -215,8 +247,14 @@ def load_data(world: WorldConfig, recipe: RecipeConfig, seed: int, cache_dir: st
     root = Path(cache_dir or default_cache_dir()) / "data"
 
     def build(work: Path) -> None:
-        splits, world_json = generate(world, recipe, seed, family, scratch=work / "chunks")
+        if recipe.released_dir:
+            splits, world_json = released_splits(recipe.released_dir)
+            (work / "chunks").mkdir()
+        else:
+            splits, world_json = generate(world, recipe, seed, family, scratch=work / "chunks")
         datasets.disable_progress_bars()
+        # datasets cannot reload an empty split (released files may have no biographies)
+        splits = datasets.DatasetDict({k: v for k, v in splits.items() if len(v)})
         splits.save_to_disk(str(work / "splits"))
         del splits
         shutil.rmtree(work / "chunks")
@@ -224,6 +262,8 @@ def load_data(world: WorldConfig, recipe: RecipeConfig, seed: int, cache_dir: st
 
     entry, built = cache.publish(root, key, build, info={"key": key})
     splits = datasets.load_from_disk(str(entry / "splits"))
+    if "biographies" not in splits:
+        splits["biographies"] = _text_dataset([])
     world_json = json.loads((entry / "world.json").read_text())
     return Data(splits=splits, world=world_json, key=key, path=entry, built=built)
 

@@ -49,3 +49,24 @@ def test_unknown_gen_type_and_missing_fields_are_clear_errors(tmp_path):
     bad.write_text(json.dumps([{"question": "q"}]))
     with pytest.raises(ValueError, match="lacks required"):
         load_released(bad, task="mem", level="iid")
+
+
+def test_a_recipe_can_train_on_released_files(tmp_path, tiny_world_cfg):
+    from atomic_comp.pipeline import _sft_rows
+    from atomic_comp.recipe import load_data, stage_items
+    from tests.conftest import tiny_recipe
+
+    folder = tmp_path / "released"
+    folder.mkdir()
+    (folder / "train_sft.jsonl").write_text("\n".join(json.dumps(r) for r in RELEASED))
+    (folder / "train_rl.json").write_text(json.dumps(RELEASED[1:]))
+    (folder / "test.json").write_text(json.dumps([dict(r, level="composition") for r in RELEASED]))
+    recipe = tiny_recipe(released_dir=str(folder))
+    data = load_data(tiny_world_cfg, recipe, seed=1, cache_dir=str(tmp_path / "cache"))
+    assert len(data.splits["train_sft"]) == 2 and len(data.splits["train_rl"]) == 1
+    assert set(data.splits["test"]["level"]) == {"composition"}
+    comp = stage_items(data, "sft", ["comp"], recipe)
+    assert comp["question"] == [RELEASED[1]["question"]]
+    assert _sft_rows(comp, [])["completion"][0].endswith("So, the answer is: 6548113713")
+    (folder / "train_rl.json").write_text(json.dumps(RELEASED))  # new contents, new cache entry
+    assert load_data(tiny_world_cfg, recipe, seed=1, cache_dir=str(tmp_path / "cache")).key != data.key
