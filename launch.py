@@ -37,8 +37,9 @@ def main(cfg: DictConfig) -> None:
 
     out = Path(typed.output_dir or HydraConfig.get().runtime.output_dir)
     results = job.run(typed, out)
-    print(job.headline_table(results))
-    print(f"results: {out / 'results.json'}")
+    if (out / "results.json").is_file() and results.get("world_size", 1) >= 1 and "seconds" in results:
+        print(job.headline_table(results))
+        print(f"results: {out / 'results.json'}")
 
 
 if __name__ == "__main__":

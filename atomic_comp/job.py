@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -34,11 +35,17 @@ def run(cfg: RunConfig, out: Path) -> dict:
 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    from atomic_comp import distributed
+
     device = pick_device(cfg.device)
+    distributed.init(device)
+    main = distributed.rank() == 0  # only rank 0 of a data-parallel job writes files and logs
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
     def progress(state: dict) -> None:
+        if not main:
+            return
         state = dict(state, elapsed=round(time.perf_counter() - t0, 1), pid=os.getpid())
         cache.write_atomic(out / "progress.json", json.dumps(state))
         print(f"[atomic-comp] {state.get('pipeline', '')} {state.get('stage', '')}: {state['status']}", file=sys.stderr)
@@ -46,7 +53,8 @@ def run(cfg: RunConfig, out: Path) -> dict:
     from atomic_comp.tracking import Tracker
 
     pipelines = pl.resolve(cfg)
-    tracker = Tracker(cfg, out, len(pipelines))
+    tracker = Tracker(cfg if main else dataclasses.replace(cfg, logger=dataclasses.replace(cfg.logger, name="none")),
+                      out, len(pipelines))
     progress({"status": "building data"})
     data = load_data(cfg.world, cfg.recipe, cfg.seed, cfg.cache_dir)
     results: dict = {"seed": cfg.seed, "sweep": cfg.sweep_name, "data_key": data.key, "device": device,
@@ -59,6 +67,9 @@ def run(cfg: RunConfig, out: Path) -> dict:
         predictions += preds
         tracker.pipeline(pipe.name, record)
     results["seconds"] = round(time.perf_counter() - t0, 1)
+    results["world_size"] = distributed.world_size()
+    if not main:
+        return results
     cache.write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
     samples = []  # sampled pass@k completions, beside the greedy predictions
     for name, rec in results["pipelines"].items():

@@ -73,7 +73,8 @@ def save_checkpoint(model, tokenizer, path: Path) -> None:
     """safetensors weights + tokenizer, loadable by from_pretrained. LoRA adapters are merged first."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    model.save_pretrained(str(path), safe_serialization=True)
+    # the caller decides who saves: under data parallel, transformers would skip non-zero ranks
+    model.save_pretrained(str(path), safe_serialization=True, is_main_process=True)
     tokenizer.save_pretrained(str(path))
 
 

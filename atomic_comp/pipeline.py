@@ -18,7 +18,7 @@ from typing import Any, Callable
 from datasets import Dataset
 from omegaconf import OmegaConf
 
-from atomic_comp import cache
+from atomic_comp import cache, distributed
 from atomic_comp.config import RLConfig, RunConfig, SFTConfig, StageSpec, default_cache_dir
 from atomic_comp.prompts import format_completion, format_prompt
 from atomic_comp.recipe import Data, stage_items
@@ -101,7 +101,7 @@ def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str,
         tok = build_tokenizer(corpus(data))
         save_checkpoint(build_tiny_model(m, tok, cfg.seed), tok, work / "checkpoint")
 
-    entry, built = cache.publish(root, key, build)
+    entry, built = publish_ranked(root, key, build, resume=False, all_ranks=False)
     return entry / "checkpoint", key, built
 
 
@@ -167,14 +167,33 @@ def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: 
             rows = _sft_rows(items, list(data.splits["biographies"]["text"]) if bios else [])
         metrics = RUNNERS[spec.kind](Path(parent) if isinstance(parent, Path) else parent, hyper, rows, work,
                                      cfg.seed, device, cfg.model.dtype, deepspeed_config(cfg))
-        metrics.update(items=len(items), rows=len(rows), pool=pool)
-        (work / "metrics.json").write_text(json.dumps(metrics, default=str))
+        metrics.update(items=len(items), rows=len(rows), pool=pool, world_size=distributed.world_size())
+        if distributed.rank() == 0:
+            (work / "metrics.json").write_text(json.dumps(metrics, default=str))
 
-    entry, built = cache.publish(root, key, build, resume=True, info={"key": key})
+    entry, built = publish_ranked(root, key, build, resume=True, all_ranks=True)
     metrics = json.loads((entry / "metrics.json").read_text())
     return {"name": stage_name(spec), "kind": spec.kind, "tasks": list(spec.tasks), "pool": pool, "key": key,
             "cached": not built, "seconds": round(time.perf_counter() - t0, 2), "path": str(entry / "checkpoint"),
             "train": {k: v for k, v in metrics.items() if k != "log_history"}}
+
+
+def publish_ranked(root: Path, key: str, build: Callable[[Path], None], resume: bool,
+                   all_ranks: bool) -> tuple[Path, bool]:
+    """cache.publish for data-parallel jobs: rank 0 takes the lock and publishes (transformers writes
+    checkpoints from rank 0 only); with all_ranks, the other ranks run `build` alongside it (training)."""
+    if distributed.world_size() == 1:
+        return cache.publish(root, key, build, resume=resume, info={"key": key})
+    entry = root / key
+    if distributed.broadcast(cache.is_complete(entry)):  # one decision for all ranks
+        return entry, False
+    built = False
+    if distributed.rank() == 0:
+        entry, built = cache.publish(root, key, build, resume=resume, info={"key": key})
+    elif all_ranks:
+        build(cache.work_dir(root, key))  # trains alongside rank 0; only rank 0 writes
+    distributed.barrier()  # rank 0 has published the entry
+    return entry, built
 
 
 def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root: Path, device: str) -> tuple[dict, list]:

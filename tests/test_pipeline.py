@@ -174,3 +174,29 @@ def test_plan_matches_the_keys_a_run_uses(two_pipelines):
                        "pipeline.members=[sft_mem_ctx__rl_comp,sft_mem_ctx__rl_mem_ctx]"]), RunConfig)
     for name, stages in pl.plan(cfg):
         assert [k for _, k in stages] == [s["key"] for s in res["pipelines"][name]["stages"]]
+
+
+def test_two_process_data_parallel_matches_one_process(tmp_path):
+    """Two CPU processes (gloo) through the same code, global batch 8 = 2 x 4: the same loss curve as one
+    process with batch 8, within 1e-4 relative (only the order of floating-point sums differs)."""
+    common = ["pipeline=sft_comp", "stage.sft.max_steps=6", "stage.sft.logging_steps=1", "logger=none"]
+    env = dict(os.environ, ATOMIC_COMP_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "launch.py", *SMALL, *common, "stage.sft.batch_size=8",
+                          f"hydra.run.dir={tmp_path / 'one'}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "launch.py", *SMALL,
+                          *common, "stage.sft.batch_size=4", f"hydra.run.dir={tmp_path / 'two'}"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+
+    def curve(out):
+        res = results(out)
+        stage = res["pipelines"]["SFT(Comp)"]["stages"][0]
+        metrics = json.loads((Path(stage["path"]).parent / "metrics.json").read_text())
+        return res["world_size"], [h["loss"] for h in metrics["log_history"] if "loss" in h]
+
+    (n1, a), (n2, b) = curve(tmp_path / "one"), curve(tmp_path / "two")
+    assert (n1, n2) == (1, 2) and len(a) == len(b) == 6
+    assert b == pytest.approx(a, rel=1e-4)
+    assert a[-1] < a[0]

@@ -121,3 +121,16 @@ def test_a_requeued_job_resumes_and_finishes(slurm, tmp_path):
     stage = res_json["pipelines"]["SFT(Comp)"]["stages"][0]
     assert stage["train"]["resumed_from"] and stage["train"]["resumed_from"].startswith("checkpoint-")  # ...mid-stage
     assert stage["train"]["steps"] == 300
+
+
+def test_tasks_per_node_two_trains_data_parallel(slurm, tmp_path):
+    """SLURM starts two tasks; the rendezvous comes from SLURM's environment; both train one SFT stage."""
+    sweep = tmp_path / "sweep"
+    res = launch_m(["pipeline=sft_comp", "seed=7", "stage.sft.batch_size=4", "hydra.launcher.tasks_per_node=2",
+                    f"hydra.sweep.dir={sweep}"], tmp_path / "cache")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(next(sweep.glob("*seed=7*/results.json")).read_text())
+    assert out["world_size"] == 2
+    stage = out["pipelines"]["SFT(Comp)"]["stages"][0]
+    assert stage["train"]["world_size"] == 2 and stage["train"]["steps"] == 8
+    assert (Path(stage["path"]) / "model.safetensors").is_file()

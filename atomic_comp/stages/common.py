@@ -55,7 +55,9 @@ def train_and_publish(trainer, work: Path, tokenizer, start: dict) -> dict:
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0
-    save_checkpoint(trainer.model, tokenizer, work / "checkpoint")
+    if trainer.is_world_process_zero():  # data-parallel ranks share one checkpoint
+        save_checkpoint(trainer.model, tokenizer, work / "checkpoint")
+    trainer.accelerator.wait_for_everyone()
     return {
         **start,
         "resumed_from": Path(last).name if last else None,
