@@ -37,7 +37,7 @@ def main(cfg: DictConfig) -> None:
 
     out = Path(typed.output_dir or HydraConfig.get().runtime.output_dir)
     results = job.run(typed, out)
-    if (out / "results.json").is_file() and results.get("world_size", 1) >= 1 and "seconds" in results:
+    if results.get("rank", 0) == 0:  # data-parallel jobs: one table, from rank 0
         print(job.headline_table(results))
         print(f"results: {out / 'results.json'}")
 

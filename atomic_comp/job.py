@@ -69,7 +69,7 @@ def run(cfg: RunConfig, out: Path) -> dict:
     results["seconds"] = round(time.perf_counter() - t0, 1)
     results["world_size"] = distributed.world_size()
     if not main:
-        return results
+        return dict(results, rank=distributed.rank())
     cache.write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
     samples = []  # sampled pass@k completions, beside the greedy predictions
     for name, rec in results["pipelines"].items():
