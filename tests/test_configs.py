@@ -25,7 +25,8 @@ def _compose(overrides: list[str]) -> RunConfig:
         return to_typed(compose("config", overrides=overrides), RunConfig)
 
 
-@pytest.mark.parametrize("group", ["world", "recipe", "model", "stage", "pipeline", "eval", "deepspeed"])
+@pytest.mark.parametrize("group", ["world", "recipe", "model", "stage", "pipeline", "eval", "deepspeed", "logger",
+                                   "experiment", "sweep", "hydra/launcher"])
 def test_every_option_composes_and_validates(group):
     options = _options(group)
     assert options
