@@ -168,6 +168,8 @@ class SFTConfig:
     max_length: int = 1024
     # bf16 mixed precision (GPU only)
     bf16: bool = False
+    # recompute activations in backward: saves GPU memory, costs ~30% time (TRL turns it on by default)
+    gradient_checkpointing: bool = False
     # trainer checkpoints every this many steps, so a killed stage resumes
     save_steps: int = 200
     logging_steps: int = 10
@@ -190,6 +192,7 @@ class RLConfig:
     format_reward: float = 0.0
     use_vllm: bool = False
     bf16: bool = False
+    gradient_checkpointing: bool = False
     save_steps: int = 50
     logging_steps: int = 5
     warmup_ratio: float = 0.0
@@ -204,6 +207,12 @@ class StagesConfig:
     rl: RLConfig = field(default_factory=RLConfig)
     # LoRA(...) stages are SFT stages with these adapter settings
     lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(enabled=True))
+    # how the parametric biographies (recipe.biographies) get into the weights:
+    #   first_sft: mixed into each pipeline's first SFT stage
+    #   stage: a knowledge-injection SFT stage on the biographies alone, before every pipeline
+    #          (one cache entry, so a suite or sweep trains it once)
+    injection: str = "first_sft"
+    inject: SFTConfig = field(default_factory=lambda: SFTConfig(max_steps=300))
 
 
 @dataclass
@@ -379,6 +388,7 @@ def to_typed(cfg: DictConfig | dict, schema: type) -> Any:
 
 TASKS = ("mem", "ctx", "comp")
 EVAL_LEVELS = ("iid", "composition", "zero_shot")
+INJECTIONS = ("first_sft", "stage")
 RL_LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
 
 
@@ -422,6 +432,9 @@ def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
            "null, online, offline or disabled")
     _validate_stage_hyper(cfg.stage.sft, "stage.sft")
     _validate_stage_hyper(cfg.stage.rl, "stage.rl")
+    _check(cfg.stage.injection in INJECTIONS, "stage.injection", cfg.stage.injection, f"one of {', '.join(INJECTIONS)}")
+    if cfg.stage.injection == "stage":
+        _validate_stage_hyper(cfg.stage.inject, "stage.inject")
     ds = cfg.deepspeed
     if ds.name:
         from atomic_comp.pipeline import CONF_DIR
@@ -467,7 +480,7 @@ def _validate_pipeline(cfg: RunConfig) -> None:
                    f"a non-empty subset of {', '.join(TASKS)}")
             _check(spec.pool in (None, "sft", "rl"), f"{key}.pool", spec.pool, "null, sft or rl")
             try:
-                hyper, _ = pl.stage_config(cfg, spec, j == 0)
+                hyper, _, _ = pl.stage_config(cfg, spec, j == 0)
             except OmegaConfBaseException as e:
                 raise ConfigError(f"{key}.overrides", dict(spec.overrides),
                                   f"keys and types of stage.{'rl' if spec.kind == 'rl' else 'sft'} ({str(e).splitlines()[0]})") from None

@@ -26,7 +26,8 @@ def select_items(test, levels: list[str], tasks: list[str], max_items: int | Non
 
 
 @torch.no_grad()
-def generate_greedy(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
+def generate_greedy(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int,
+                    progress=None) -> list[str]:
     model.eval()
     device = next(model.parameters()).device
     # longest first, so each batch pads little; outputs are put back in order
@@ -42,6 +43,8 @@ def generate_greedy(model, tokenizer, prompts: list[str], batch_size: int, max_n
         texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
         for i, text in zip(idx, texts):
             outputs[i] = text
+        if progress:
+            progress({"done": min(start + batch_size, len(order)), "total": len(order)})
     return outputs
 
 
@@ -202,9 +205,10 @@ def _nest(groups: dict) -> dict:
 
 
 def evaluate(model, tokenizer, items: list[dict], batch_size: int, max_new_tokens: int,
-             pipeline: str = "", stage: str = "") -> tuple[dict, list[dict]]:
+             pipeline: str = "", stage: str = "", progress=None) -> tuple[dict, list[dict]]:
     """(metrics, predictions) for greedy decoding of `items`."""
-    outputs = generate_greedy(model, tokenizer, [format_prompt(it) for it in items], batch_size, max_new_tokens)
+    outputs = generate_greedy(model, tokenizer, [format_prompt(it) for it in items], batch_size, max_new_tokens,
+                              progress)
     predictions = []
     for it, out in zip(items, outputs):
         predictions.append({

@@ -13,18 +13,46 @@ from atomic_comp import cache
 from atomic_comp.config import RunConfig
 from atomic_comp.recipe import load_data
 
-LEVEL_NAMES = {"iid": "I.I.D.", "composition": "Composition", "zero_shot": "Zero-shot"}
+def comp_cells(results: dict) -> dict[str, dict[str, float]]:
+    """{pipeline: {level: Comp exact match of its last stage, in points}}."""
+    cells = {}
+    for name, rec in results["pipelines"].items():
+        comp = rec["eval"][rec["stages"][-1]["name"]].get("comp", {})
+        cells[name] = {lv: 100 * cell["em"] for lv, cell in comp.items()}
+    return cells
 
 
 def headline_table(results: dict) -> str:
-    """Pipelines x levels, Comp exact match of each pipeline's last stage, in points."""
-    lines = [f"{'pipeline':<40} " + " ".join(f"{v:>12}" for v in LEVEL_NAMES.values())]
-    for name, rec in results["pipelines"].items():
-        last = rec["stages"][-1]["name"]
-        comp = rec["eval"][last].get("comp", {})
-        cells = [f"{100 * comp[lv]['em']:>12.1f}" if lv in comp else f"{'-':>12}" for lv in LEVEL_NAMES]
-        lines.append(f"{name:<40} " + " ".join(cells))
-    return "\n".join(lines)
+    """Pipelines x levels beside the paper's Table 7, then the study's claims and the stage times."""
+    from atomic_comp.paper import claims_text, table_text
+
+    parts = [table_text(comp_cells(results))]
+    if results.get("claims"):
+        parts += ["", "The study's claims (Comp exact match, points):", claims_text(results["claims"])]
+    stages = {s["key"]: s for rec in results["pipelines"].values()
+              for s in ([rec["injection"]] if rec.get("injection") else []) + rec["stages"]}
+    times = ", ".join(f"{s['name']} {s['seconds']:.0f}s{' (cached)' if s['cached'] else ''}" for s in stages.values())
+    parts += ["", f"wall time {results['seconds']:.0f}s; first run of each stage: {times}"]
+    return "\n".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def progress_line(state: dict, keys: list[str]) -> str:
+    """One human line per progress report: where the suite is, the stage's step and ETA."""
+    where = ""
+    if state.get("key") in keys:
+        where = f"stage {keys.index(state['key']) + 1}/{len(keys)} {state['stage']} of {state['pipeline']}: "
+    what = state["status"]
+    if "step" in state:
+        what += (f" step {state['step']}/{state['max_steps']}, {state['sec_per_step']:.2f} s/step, "
+                 f"ETA {_clock(state['eta'])}")
+    elif "done" in state:
+        what += f" {state['done']}/{state['total']} questions"
+    return f"[atomic-comp {_clock(state['elapsed'])}] {where}{what}"
 
 
 def run(cfg: RunConfig, out: Path) -> dict:
@@ -43,12 +71,14 @@ def run(cfg: RunConfig, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
+    keys = list(dict.fromkeys(k for _, stages in pl.plan(cfg) for _, k in stages))  # shared stages once
+
     def progress(state: dict) -> None:
         if not main:
             return
         state = dict(state, elapsed=round(time.perf_counter() - t0, 1), pid=os.getpid())
         cache.write_atomic(out / "progress.json", json.dumps(state))
-        print(f"[atomic-comp] {state.get('pipeline', '')} {state.get('stage', '')}: {state['status']}", file=sys.stderr)
+        print(progress_line(state, keys), file=sys.stderr, flush=True)
 
     from atomic_comp.tracking import Tracker
 
@@ -70,6 +100,13 @@ def run(cfg: RunConfig, out: Path) -> dict:
     results["world_size"] = distributed.world_size()
     if not main:
         return dict(results, rank=distributed.rank())
+    from atomic_comp.paper import claims
+    from atomic_comp.report import level_bars
+
+    cells = comp_cells(results)
+    results["claims"] = claims(cells)
+    if cells:
+        results["chart"] = str(level_bars(cells, out / "comp_levels.png"))
     cache.write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
     samples = []  # sampled pass@k completions, beside the greedy predictions
     for name, rec in results["pipelines"].items():

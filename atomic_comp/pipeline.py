@@ -57,8 +57,9 @@ def resolve(cfg: RunConfig) -> list:
     return out
 
 
-def stage_config(cfg: RunConfig, spec: StageSpec, first: bool) -> tuple[Any, str]:
-    """(typed hyperparameters, pool) for one stage: the kind's defaults with the stage's overrides."""
+def stage_config(cfg: RunConfig, spec: StageSpec, first: bool) -> tuple[Any, str, bool]:
+    """(typed hyperparameters, pool, mixes in the biographies) of one stage: the kind's defaults with the
+    stage's overrides."""
     base = cfg.stage.rl if spec.kind == "rl" else cfg.stage.sft
     schema = RLConfig if spec.kind == "rl" else SFTConfig
     merged = OmegaConf.merge(OmegaConf.structured(base), spec.overrides)
@@ -67,7 +68,8 @@ def stage_config(cfg: RunConfig, spec: StageSpec, first: bool) -> tuple[Any, str
         typed.lora = dataclasses.replace(cfg.stage.lora, enabled=True)
     assert isinstance(typed, schema)
     pool = spec.pool or ("sft" if first else "rl")
-    return typed, pool
+    bios = spec.kind != "rl" and first and cfg.recipe.biographies and cfg.stage.injection == "first_sft"
+    return typed, pool, bios
 
 
 def _sft_rows(items: Dataset, bios: list[str]) -> Dataset:
@@ -89,7 +91,7 @@ def corpus(data: Data):
 
 
 def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str, bool]:
-    """(checkpoint path or hub name, key, built_now) of the pipeline's starting point."""
+    """(checkpoint path or hub name, key, built_now) of the model every pipeline starts from."""
     m = cfg.model
     key = base_key(cfg, data.key)
     if m.name != "tiny":
@@ -105,6 +107,38 @@ def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str,
     return entry / "checkpoint", key, built
 
 
+INJECT_NAME = "Inject(Bios)"
+
+
+def injects(cfg: RunConfig) -> bool:
+    return cfg.recipe.biographies and cfg.stage.injection == "stage"
+
+
+def inject_key(cfg: RunConfig, data_key: str) -> str:
+    return "stage-" + cache.stable_hash({
+        "parent": base_key(cfg, data_key), "kind": "inject", "hyper": dataclasses.asdict(cfg.stage.inject),
+        "model": dataclasses.asdict(cfg.model), "data": data_key, "seed": cfg.seed,
+    })
+
+
+def start_key(cfg: RunConfig, data_key: str) -> str:
+    """The key every pipeline's first stage hangs off: the base model, or the injection stage after it."""
+    return inject_key(cfg, data_key) if injects(cfg) else base_key(cfg, data_key)
+
+
+def start_model(cfg: RunConfig, data: Data, root: Path, device: str,
+                progress: Progress | None = None) -> tuple[Path | str, str, dict | None]:
+    """(checkpoint, key, injection stage record or None) that every pipeline starts from."""
+    parent, key, _ = base_model(cfg, data, root / "models")
+    if not injects(cfg):
+        return parent, key, None
+    rows = _sft_rows(data.splits["test"].select([]), list(data.splits["biographies"]["text"]))
+    record = train_stage(cfg, INJECT_NAME, "sft", cfg.stage.inject, rows, inject_key(cfg, data.key),
+                         parent, root / "stages", device, {"kind": "inject", "tasks": [], "pool": "biographies"},
+                         progress)
+    return Path(record["path"]), record["key"], record
+
+
 def deepspeed_config(cfg: RunConfig) -> str | None:
     ds = cfg.deepspeed
     return str(CONF_DIR / "deepspeed" / ds.config_file) if ds.name and ds.config_file else None
@@ -115,8 +149,7 @@ Progress = Callable[[dict], None]
 
 def stage_key(cfg: RunConfig, data_key: str, spec: StageSpec, first: bool, parent_key: str) -> str:
     """The cache key of a stage: computable from configs alone, before any data or training."""
-    hyper, pool = stage_config(cfg, spec, first)
-    bios = spec.kind != "rl" and first and cfg.recipe.biographies
+    hyper, pool, bios = stage_config(cfg, spec, first)
     # The data key covers every generating recipe field; of the selection knobs, only those that
     # change this stage's rows enter, so a Comp-proportion sweep shares its SFT(Mem+Ctx) base.
     selection = {t: getattr(cfg.recipe, f"{t}_proportion") for t in spec.tasks}
@@ -141,7 +174,8 @@ def plan(cfg: RunConfig) -> list[tuple[str, list[tuple[str, str]]]]:
     dkey = data_key(cfg.world, cfg.recipe, cfg.seed)
     out = []
     for pipe in resolve(cfg):
-        parent, stages = base_key(cfg, dkey), []
+        parent = start_key(cfg, dkey)
+        stages = [(INJECT_NAME, parent)] if injects(cfg) else []
         for i, spec in enumerate(pipe.stages):
             parent = stage_key(cfg, dkey, spec, i == 0, parent)
             stages.append((stage_name(spec), parent))
@@ -150,30 +184,36 @@ def plan(cfg: RunConfig) -> list[tuple[str, list[tuple[str, str]]]]:
 
 
 def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: Path | str, parent_key: str,
-              root: Path, device: str) -> dict:
-    """Train one stage through the cache. Returns its record for results.json."""
+              root: Path, device: str, progress: Progress | None = None) -> dict:
+    """Train one pipeline stage through the cache. Returns its record for results.json."""
+    hyper, pool, bios = stage_config(cfg, spec, first)
+    items = stage_items(data, pool, list(spec.tasks), cfg.recipe)
+    if spec.kind == "rl":
+        rows = _rl_rows(items)
+    else:
+        rows = _sft_rows(items, list(data.splits["biographies"]["text"]) if bios else [])
+    key = stage_key(cfg, data.key, spec, first, parent_key)
+    return train_stage(cfg, stage_name(spec), spec.kind, hyper, rows, key, parent, root, device,
+                       {"kind": spec.kind, "tasks": list(spec.tasks), "pool": pool, "items": len(items)}, progress)
+
+
+def train_stage(cfg: RunConfig, name: str, kind: str, hyper, rows: Dataset, key: str, parent: Path | str,
+                root: Path, device: str, info: dict, progress: Progress | None = None) -> dict:
     from atomic_comp.stages import RUNNERS
 
-    hyper, pool = stage_config(cfg, spec, first)
-    bios = spec.kind != "rl" and first and cfg.recipe.biographies
-    key = stage_key(cfg, data.key, spec, first, parent_key)
-    items = stage_items(data, pool, list(spec.tasks), cfg.recipe)
     t0 = time.perf_counter()
 
     def build(work: Path) -> None:
-        if spec.kind == "rl":
-            rows = _rl_rows(items)
-        else:
-            rows = _sft_rows(items, list(data.splits["biographies"]["text"]) if bios else [])
-        metrics = RUNNERS[spec.kind](Path(parent) if isinstance(parent, Path) else parent, hyper, rows, work,
-                                     cfg.seed, device, cfg.model.dtype, deepspeed_config(cfg))
-        metrics.update(items=len(items), rows=len(rows), pool=pool, world_size=distributed.world_size())
+        metrics = RUNNERS["sft" if kind == "inject" else kind](
+            Path(parent) if isinstance(parent, Path) else parent, hyper, rows, work,
+            cfg.seed, device, cfg.model.dtype, deepspeed_config(cfg), progress=progress)
+        metrics.update(info, rows=len(rows), world_size=distributed.world_size())
         if distributed.rank() == 0:
             (work / "metrics.json").write_text(json.dumps(metrics, default=str))
 
     entry, built = publish_ranked(root, key, build, resume=True, all_ranks=True)
     metrics = json.loads((entry / "metrics.json").read_text())
-    return {"name": stage_name(spec), "kind": spec.kind, "tasks": list(spec.tasks), "pool": pool, "key": key,
+    return {"name": name, **{k: v for k, v in info.items() if k != "items"}, "key": key,
             "cached": not built, "seconds": round(time.perf_counter() - t0, 2), "path": str(entry / "checkpoint"),
             "train": {k: v for k, v in metrics.items() if k != "log_history"}}
 
@@ -196,7 +236,8 @@ def publish_ranked(root: Path, key: str, build: Callable[[Path], None], resume: 
     return entry, built
 
 
-def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root: Path, device: str) -> tuple[dict, list]:
+def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root: Path, device: str,
+                   progress: Progress | None = None) -> tuple[dict, list]:
     """Greedy exact match of a stage's checkpoint, cached per (stage key, eval config)."""
     from atomic_comp.evaluate import evaluate, evaluate_passk, select_items
 
@@ -210,7 +251,7 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
         model = load_model(record["path"], cfg.model.dtype).to(device)
         tok = load_tokenizer(record["path"])
         items = select_items(data.splits["test"], cfg.eval.levels, cfg.eval.tasks, cfg.eval.max_items)
-        metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens)
+        metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens, progress=progress)
         e = cfg.eval
         if e.passk_n > 0:
             sampled = select_items(data.splits["test"], e.levels, e.passk_tasks, e.passk_items)
@@ -237,15 +278,25 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
 
 def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, device: str) -> tuple[dict, list]:
     root = Path(cfg.cache_dir or default_cache_dir())
-    parent, parent_key, _ = base_model(cfg, data, root / "models")
+
+    def report(stage: str, key: str, status: str) -> Progress:
+        head = {"pipeline": pipeline.name, "stage": stage, "key": key, "status": status}
+        progress(head)
+        return lambda state: progress({**head, **state})
+
+    inject = report(INJECT_NAME, inject_key(cfg, data.key), "training") if injects(cfg) else None
+    parent, parent_key, injection = start_model(cfg, data, root, device, inject)
     stages, evals, predictions = [], {}, []
     for i, spec in enumerate(pipeline.stages):
-        name = stage_name(spec)
-        progress({"pipeline": pipeline.name, "stage": name, "status": "training"})
-        record = run_stage(cfg, data, spec, i == 0, parent, parent_key, root / "stages", device)
-        progress({"pipeline": pipeline.name, "stage": name, "status": "evaluating"})
-        evals[name], preds = evaluate_stage(cfg, data, record, pipeline.name, root / "evals", device)
+        name, key = stage_name(spec), stage_key(cfg, data.key, spec, i == 0, parent_key)
+        record = run_stage(cfg, data, spec, i == 0, parent, parent_key, root / "stages", device,
+                           report(name, key, "training"))
+        evals[name], preds = evaluate_stage(cfg, data, record, pipeline.name, root / "evals", device,
+                                            report(name, key, "evaluating"))
         predictions += preds
         stages.append(record)
         parent, parent_key = Path(record["path"]), record["key"]
-    return {"slug": slug(pipeline.name), "stages": stages, "eval": evals}, predictions
+    record = {"slug": slug(pipeline.name), "stages": stages, "eval": evals}
+    if injection:
+        record["injection"] = injection
+    return record, predictions

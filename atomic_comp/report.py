@@ -20,10 +20,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from atomic_comp import cache
+from atomic_comp.paper import LEVEL_NAMES, LEVELS, PAPER_TABLE7, claims, claims_text
 from atomic_comp.status import sweep_jobs
 
-LEVELS = ("iid", "composition", "zero_shot")
-LEVEL_NAMES = {"iid": "I.I.D.", "composition": "Composition", "zero_shot": "Zero-shot"}
 FIELDS = ["status", "pipeline", "setting", "metric", "task", "level", "stage", "mean", "std", "n_seeds", "seeds", "dir"]
 
 
@@ -93,12 +92,29 @@ def markdown(table: list[dict]) -> str:
             continue
         lines += [f"## {title}", "", "| pipeline | setting | " + " | ".join(LEVEL_NAMES.values()) + " | seeds |",
                   "| --- | --- | " + " | ".join("---:" for _ in LEVELS) + " | ---: |"]
+        if metric == "em":
+            lines[-2] += " " + " | ".join(f"paper {LEVEL_NAMES[lv]}" for lv in LEVELS) + " |"
+            lines[-1] += " " + " | ".join("---:" for _ in LEVELS) + " |"
         for p, s in keys:
             vals = [cells.get((p, s, lv)) for lv in LEVELS]
             txt = [f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}" if v else "-" for v in vals]
             n = max((v["n_seeds"] for v in vals if v), default=0)
-            lines.append(f"| {p} | {s} | " + " | ".join(txt) + f" | {n} |")
+            row = f"| {p} | {s} | " + " | ".join(txt) + f" | {n} |"
+            if metric == "em":
+                ref = PAPER_TABLE7.get(p, {})
+                row += " " + " | ".join("n/a" if ref.get(lv) is None else f"{ref[lv]:.1f}" for lv in LEVELS) + " |"
+            lines.append(row)
         lines.append("")
+        if metric == "em":
+            for s in sorted({s for _, s in keys}):
+                means = defaultdict(dict)
+                for (p, s2, lv), r in cells.items():
+                    if s2 == s:
+                        means[p][lv] = 100 * r["mean"]
+                checked = claims(means)
+                if checked:
+                    lines += [f"### The study's claims on the seed means ({s})", "", "```", claims_text(checked),
+                              "```", ""]
     missing = [r for r in table if r["status"] == "missing"]
     if missing:
         lines += ["## Failed or missing jobs", ""] + [f"- `{r['dir']}` ({r['pipeline']}, seed {r['seeds']})"
@@ -116,21 +132,12 @@ def plots(sweep: Path, table: list[dict], passk: dict) -> list[Path]:
     ok = [r for r in table if r["status"] == "ok" and r["task"] == "comp" and r["metric"] == "em"]
     groups = sorted({(r["pipeline"], r["setting"]) for r in ok})
     if groups:
-        fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
-        width = 0.8 / len(LEVELS)
-        for i, lv in enumerate(LEVELS):
-            cell = {(r["pipeline"], r["setting"]): r for r in ok if r["level"] == lv}
-            xs = [j + i * width for j in range(len(groups))]
-            ax.bar(xs, [100 * cell[g]["mean"] if g in cell else 0 for g in groups], width,
-                   yerr=[100 * cell[g]["std"] if g in cell else 0 for g in groups], label=LEVEL_NAMES[lv], capsize=3)
-        ax.set_xticks([j + width for j in range(len(groups))])
-        ax.set_xticklabels([p if s == "default" else f"{p}\n{s}" for p, s in groups], rotation=20, ha="right",
-                           fontsize=7)
-        ax.set_ylabel("Comp exact match (%)")
-        ax.set_ylim(0, 100)
-        ax.legend()
-        fig.tight_layout()
-        written.append(_save(fig, sweep / "levels.png"))
+        labels = [p if s == "default" else f"{p}\n{s}" for p, s in groups]
+        means = {lab: {r["level"]: 100 * r["mean"] for r in ok if (r["pipeline"], r["setting"]) == g}
+                 for lab, g in zip(labels, groups)}
+        stds = {lab: {r["level"]: 100 * r["std"] for r in ok if (r["pipeline"], r["setting"]) == g}
+                for lab, g in zip(labels, groups)}
+        written.append(level_bars(means, sweep / "levels.png", stds))
     prop = [r for r in table if r["status"] == "ok" and r["task"] == "comp" and "recipe.comp_proportion=" in r["setting"]]
     if prop:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -156,6 +163,40 @@ def plots(sweep: Path, table: list[dict], passk: dict) -> list[Path]:
         fig.tight_layout()
         written.append(_save(fig, sweep / "passk.png"))
     return written
+
+
+def level_bars(means: dict[str, dict[str, float]], path: Path, stds: dict | None = None) -> Path:
+    """Grouped bars of Comp exact match (points) per pipeline and level, with the paper's Table 7 cells
+    (where known, for the same pipeline) as black ticks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from atomic_comp.paper import PAPER_TABLE7
+
+    labels = list(means)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(labels)), 4))
+    width, labelled = 0.8 / len(LEVELS), False
+    for i, lv in enumerate(LEVELS):
+        xs = [j + i * width for j in range(len(labels))]
+        ax.bar(xs, [means[g].get(lv, 0) for g in labels], width, label=LEVEL_NAMES[lv], capsize=3,
+               yerr=[stds[g].get(lv, 0) for g in labels] if stds else None)
+        ref = [(x, PAPER_TABLE7.get(g, {}).get(lv)) for x, g in zip(xs, labels)]
+        ref = [(x, v) for x, v in ref if v is not None]
+        if ref:
+            ax.scatter([x for x, _ in ref], [v for _, v in ref], marker="_", s=300, color="black", zorder=3,
+                       label=None if labelled else "paper, Table 7")
+            labelled = True
+    ax.set_xticks([j + width for j in range(len(labels))])
+    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=7)
+    ax.set_ylabel("Comp exact match (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
 
 
 def _save(fig, path: Path) -> Path:

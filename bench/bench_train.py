@@ -56,14 +56,14 @@ def main(overrides: list[str]) -> None:
 
         params = count_parameters(load_model(parent, cfg.model.dtype))
         spec_sft, spec_rl = cfg.pipeline.stages
-        hyper, pool = stage_config(cfg, spec_sft, True)
+        hyper, pool, _ = stage_config(cfg, spec_sft, True)
         hyper.max_steps, hyper.save_steps, hyper.logging_steps = 30, 10_000, 10
         rows = _sft_rows(stage_items(data, pool, list(spec_sft.tasks), cfg.recipe), [])
         m = sft.run(parent, hyper, rows, Path(tmp) / "sft", cfg.seed, device, cfg.model.dtype)
         tokens = max(h.get("num_tokens", 0) for h in m["log_history"])
         tok_s = tokens / m["train_seconds"]
 
-        hyper_rl, pool_rl = stage_config(cfg, spec_rl, False)
+        hyper_rl, pool_rl, _ = stage_config(cfg, spec_rl, False)
         hyper_rl.max_steps, hyper_rl.save_steps, hyper_rl.logging_steps = 5, 10_000, 1
         rows_rl = _rl_rows(stage_items(data, pool_rl, list(spec_rl.tasks), cfg.recipe))
         r = rl.run(Path(tmp) / "sft" / "checkpoint", hyper_rl, rows_rl, Path(tmp) / "rl", cfg.seed, device,

@@ -23,10 +23,11 @@ def run_data(args, cache):
 
 def test_export_writes_world_and_one_jsonl_per_split(tmp_path):
     out = tmp_path / "export"
-    res = run_data([f"export_dir={out}", *SMALL], tmp_path / "cache")
+    res = run_data([f"export_dir={out}", "world.n_parametric=120", "world.n_contextual=100", *SMALL],
+                   tmp_path / "cache")
     assert res.returncode == 0, res.stderr
     world = json.loads((out / "world.json").read_text())
-    assert len(world["people"]) == 300
+    assert len(world["people"]) == 120 + 100 // 2  # half of the contextual people reuse parametric names
     assert set(world["relations"]) == {"parametric", "contextual"}
     assert set(world["levels"]["parametric"]) == {"iid", "composition", "held_out"}
     for split in ("train_sft", "train_rl", "test", "biographies"):
@@ -44,7 +45,7 @@ def test_export_writes_world_and_one_jsonl_per_split(tmp_path):
     ("recipe.mem_proportion=-0.1", "recipe.mem_proportion", "[0, 1]"),
     ("recipe.hops.max=6", "recipe.hops.max", "1..5"),
     ("recipe.hops.min=0", "recipe.hops.min", "1..5"),
-    ("recipe.hops.weights=[1.0]", "recipe.hops.weights", "one per hop count"),
+    ("recipe.hops.weights=[0.5,0.5]", "recipe.hops.weights", "one per hop count"),
     ("+world.levels.pinned.flying=held_out", "world.levels.pinned.flying", "39 relations"),
     ("+world.levels.pinned.hobby=sideways", "world.levels.pinned.hobby", "iid, composition, held_out"),
     ("world.levels.iid=0.5", "world.levels", "summing to 1"),

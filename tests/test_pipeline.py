@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,6 +39,7 @@ def two_pipelines(tmp_path_factory):
     args = ["pipeline=headline", "pipeline.members=[sft_mem_ctx__rl_comp,sft_mem_ctx__rl_mem_ctx]"]
     first = launch(args, root / "cache", root / "out1")
     assert first.returncode == 0, first.stderr[-3000:]
+    (root / "stderr1.txt").write_text(first.stderr)
     second = launch(args, root / "cache", root / "out2")
     assert second.returncode == 0, second.stderr[-3000:]
     return results(root / "out1"), results(root / "out2"), root
@@ -61,6 +63,27 @@ def test_results_contract(two_pipelines):
     assert len(preds) == 4 * 27  # 2 pipelines x 2 stages x 3 tasks x 3 levels x 3 items
 
 
+def test_progress_names_the_stage_its_step_and_eta(two_pipelines):
+    _, _, root = two_pipelines
+    err = (root / "stderr1.txt").read_text()
+    # the suite's 4 distinct stages: injection, the shared SFT, two RLs
+    assert re.search(r"stage 2/4 SFT\(Mem\+Ctx\) of SFT\(Mem\+Ctx\)->RL\(Comp\): training step 8/8, "
+                     r"[\d.]+ s/step, ETA 0:00", err), err[-2000:]
+    assert re.search(r"stage 4/4 RL\(Mem\+Ctx\) of .*: evaluating \d+/27 questions", err)
+    progress = json.loads((root / "out1" / "progress.json").read_text())
+    assert progress["status"] == "done"
+
+
+def test_the_run_writes_its_chart_and_checks_the_claims(two_pipelines):
+    res, _, root = two_pipelines
+    png = (root / "out1" / "comp_levels.png").read_bytes()
+    assert png[:4] == b"\x89PNG" and res["chart"].endswith("comp_levels.png")
+    (stretch,) = res["claims"]  # of the study's claims, only the stretch goal's pipeline ran
+    assert stretch["claim"] == "stretch" and stretch["lhs"] == "SFT(Mem+Ctx)->RL(Comp)"
+    assert stretch["value"] == pytest.approx(100 * res["pipelines"]["SFT(Mem+Ctx)->RL(Comp)"]["eval"]["RL(Comp)"]
+                                             ["comp"]["zero_shot"]["em"], abs=0.01)
+
+
 def test_chained_rl_starts_from_the_sft_checkpoint(two_pipelines):
     res, _, _ = two_pipelines
     from atomic_comp.models import load_model
@@ -70,6 +93,39 @@ def test_chained_rl_starts_from_the_sft_checkpoint(two_pipelines):
     assert rl_rec["train"]["parent"] == sft_rec["path"]
     assert rl_rec["train"]["parent_fingerprint"] == fingerprint(load_model(sft_rec["path"]))
     assert rl_rec["pool"] == "rl" and sft_rec["pool"] == "sft"
+
+
+def test_the_knowledge_injection_stage_is_shared_by_every_pipeline(two_pipelines):
+    res, again, _ = two_pipelines
+    a, b = (res["pipelines"][p] for p in ("SFT(Mem+Ctx)->RL(Comp)", "SFT(Mem+Ctx)->RL(Mem+Ctx)"))
+    assert a["injection"]["name"] == "Inject(Bios)" and a["injection"]["key"] == b["injection"]["key"]
+    assert a["injection"]["cached"] is False and b["injection"]["cached"] is True
+    bios = a["injection"]["train"]
+    assert bios["rows"] > 0 and bios["pool"] == "biographies"
+    sft = a["stages"][0]
+    assert sft["train"]["parent"] == a["injection"]["path"]
+    assert sft["train"]["rows"] == sft["train"]["items"]  # no biographies mixed into the first SFT
+    assert all(p["injection"]["cached"] for p in again["pipelines"].values())
+
+
+def test_biographies_mix_into_the_first_sft_without_an_injection_stage(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from atomic_comp import pipeline as pl
+    from atomic_comp.config import RunConfig, to_typed
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        staged = to_typed(compose("config", overrides=[*SMALL, "pipeline=sft_mem_ctx__rl_comp"]), RunConfig)
+        mixed = to_typed(compose("config", overrides=[*SMALL, "pipeline=sft_mem_ctx__rl_comp",
+                                                      "stage.injection=first_sft"]), RunConfig)
+    (_, staged_plan), = pl.plan(staged)
+    (_, mixed_plan), = pl.plan(mixed)
+    assert [n for n, _ in staged_plan] == ["Inject(Bios)", "SFT(Mem+Ctx)", "RL(Comp)"]
+    assert [n for n, _ in mixed_plan] == ["SFT(Mem+Ctx)", "RL(Comp)"]
+    sft = mixed.pipeline.stages[0]
+    assert pl.stage_config(mixed, sft, True)[2] is True and pl.stage_config(staged, sft, True)[2] is False
+    assert pl.stage_config(mixed, mixed.pipeline.stages[1], False)[2] is False  # RL never reads biographies
+    assert staged_plan[1][1] != mixed_plan[0][1]  # different parents and data: different cache keys
 
 
 def test_a_shared_prefix_is_trained_once(two_pipelines):
@@ -101,7 +157,7 @@ def test_same_seed_same_metrics_in_a_fresh_cache(two_pipelines, tmp_path):
 
 def test_a_killed_stage_resumes_from_its_last_checkpoint(tmp_path):
     cache = tmp_path / "cache"
-    args = ["pipeline=sft_comp", "stage.sft.max_steps=40", "stage.sft.save_steps=10"]
+    args = ["pipeline=sft_comp", "stage.sft.max_steps=40", "stage.sft.save_steps=10", "stage.injection=first_sft"]
     proc = launch(args, cache, tmp_path / "out1", background=True)
     deadline = time.time() + 300
     ckpts = []
@@ -151,7 +207,7 @@ def test_stage_keys_depend_only_on_what_changes_the_stage():
             cfg = to_typed(compose("config", overrides=["experiment=smoke", "pipeline=sft_mem_ctx__rl_comp",
                                                         *overrides]), RunConfig)
         (_, stages), = pl.plan(cfg)
-        return [key for _, key in stages]
+        return [key for name, key in stages if name != pl.INJECT_NAME]
 
     base = keys()
     prop = keys("recipe.comp_proportion=0.3")
@@ -173,7 +229,8 @@ def test_plan_matches_the_keys_a_run_uses(two_pipelines):
         cfg = to_typed(compose("config", overrides=[*SMALL, "pipeline=headline",
                        "pipeline.members=[sft_mem_ctx__rl_comp,sft_mem_ctx__rl_mem_ctx]"]), RunConfig)
     for name, stages in pl.plan(cfg):
-        assert [k for _, k in stages] == [s["key"] for s in res["pipelines"][name]["stages"]]
+        rec = res["pipelines"][name]
+        assert [k for _, k in stages] == [rec["injection"]["key"]] + [s["key"] for s in rec["stages"]]
 
 
 def test_two_process_data_parallel_matches_one_process(tmp_path):

@@ -104,6 +104,7 @@ def test_a_bad_config_is_refused_before_sbatch(slurm, tmp_path):
 def test_a_requeued_job_resumes_and_finishes(slurm, tmp_path):
     sweep, cache = tmp_path / "sweep", tmp_path / "cache"
     res = launch_m(["pipeline=sft_comp", "seed=5", "stage.sft.max_steps=300", "stage.sft.save_steps=5",
+                    "stage.injection=first_sft",
                     "hydra.launcher.wait=false", f"hydra.sweep.dir={sweep}"], cache)
     assert res.returncode == 0, res.stderr[-3000:]
     (job_id,) = re.findall(r"submitted (\S+):", res.stdout)

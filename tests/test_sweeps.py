@@ -35,7 +35,10 @@ def test_a_proportion_sweep_shares_its_atomic_base():
     plan = dry_run(["sweep=comp_proportion"])
     shared = [uses for uses in plan["shared"].values() if {n for _, _, n in uses} == {"SFT(Mem+Ctx)"}]
     assert len(shared) == 1 and len({j for j, _, _ in shared[0]}) == 5
-    assert plan["stages"] == plan["stage_uses"] - 4
+    # every job also starts from the one knowledge-injection stage
+    (inject,) = [uses for uses in plan["shared"].values() if {n for _, _, n in uses} == {"Inject(Bios)"}]
+    assert len({j for j, _, _ in inject}) == len(plan["jobs"])
+    assert plan["stages"] == plan["stage_uses"] - 4 - (len(inject) - 1)
 
 
 def _fake_job(sweep: Path, seed: int, em: float, pipeline="SFT(Comp)", done=True) -> dict:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from atomic_comp.models import load_model, load_tokenizer, save_checkpoint
@@ -32,12 +33,37 @@ def trainer_args(cfg, work: Path, seed: int, device: str, deepspeed: str | None)
         seed=seed,
         data_seed=seed,
         bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         use_cpu=device == "cpu",
         report_to="none",  # W&B is fed by atomic_comp.tracking, which never fails a stage
         dataloader_num_workers=0,
         deepspeed=deepspeed,
-        disable_tqdm=False,
+        disable_tqdm=True,  # ProgressCallback reports instead: one line every few seconds, with an ETA
     )
+
+
+class ProgressCallback(TrainerCallback):
+    """Reports step, seconds per step and the stage's ETA every `every` seconds, so no stage looks hung."""
+
+    def __init__(self, report, every: float = 5.0):
+        self.report, self.every = report, every
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = self.last = time.perf_counter()
+        self.first = state.global_step  # > 0 when resuming
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        if not state.is_world_process_zero or (now - self.last < self.every and state.global_step < state.max_steps):
+            return
+        self.last = now
+        per_step = (now - self.t0) / max(state.global_step - self.first, 1)
+        self.report({"step": state.global_step, "max_steps": state.max_steps, "sec_per_step": round(per_step, 2),
+                     "eta": round(per_step * (state.max_steps - state.global_step))})
+
+
+def callbacks(progress) -> list | None:
+    return [ProgressCallback(progress)] if progress else None
 
 
 def lora_config(lora):

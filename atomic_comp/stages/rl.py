@@ -11,12 +11,12 @@ from pathlib import Path
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from .common import load_parent, lora_config, trainer_args, train_and_publish
+from .common import callbacks, load_parent, lora_config, trainer_args, train_and_publish
 from .reward import exact_match_reward, format_reward
 
 
 def run(parent: Path, cfg, data: Dataset, work: Path, seed: int, device: str, dtype: str = "float32",
-        deepspeed: str | None = None) -> dict:
+        deepspeed: str | None = None, progress=None) -> dict:
     """`data` has prompt and answer columns. Writes work/checkpoint; returns training metrics."""
     model, tokenizer, start = load_parent(parent, dtype)
     rewards, weights = [exact_match_reward], [1.0]
@@ -38,5 +38,5 @@ def run(parent: Path, cfg, data: Dataset, work: Path, seed: int, device: str, dt
         log_completions=False,
     )
     trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=data,
-                          processing_class=tokenizer, peft_config=lora_config(cfg.lora))
+                          processing_class=tokenizer, peft_config=lora_config(cfg.lora), callbacks=callbacks(progress))
     return train_and_publish(trainer, work, tokenizer, start)

@@ -11,11 +11,11 @@ from datasets import Dataset
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
-from .common import load_parent, lora_config, trainer_args, train_and_publish
+from .common import callbacks, load_parent, lora_config, trainer_args, train_and_publish
 
 
 def run(parent: Path, cfg, data: Dataset, work: Path, seed: int, device: str, dtype: str = "float32",
-        deepspeed: str | None = None) -> dict:
+        deepspeed: str | None = None, progress=None) -> dict:
     """`data` has prompt/completion columns. Writes work/checkpoint; returns training metrics."""
     model, tokenizer, start = load_parent(parent, dtype)
     args = TRLSFTConfig(
@@ -31,5 +31,5 @@ def run(parent: Path, cfg, data: Dataset, work: Path, seed: int, device: str, dt
         dataset_num_proc=None,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=lora_config(cfg.lora))
+                         peft_config=lora_config(cfg.lora), callbacks=callbacks(progress))
     return train_and_publish(trainer, work, tokenizer, start)
