@@ -80,10 +80,11 @@ def table_text(cells: dict[str, dict[str, float]], stds: dict[str, dict[str, flo
             return "n/a"
         return f"{v:.1f} ± {sd:.1f}" if sd is not None else f"{v:.1f}"
 
-    width = 13 if stds else 7
+    width = 13 if stds else 11
     head = " ".join(f"{LEVEL_NAMES[lv]:>{width}}" for lv in LEVELS)
     paper_head = " ".join(f"{LEVEL_NAMES[lv]:>11}" for lv in LEVELS)
-    lines = [f"{'':<26} {'this run (Comp exact match, %)':^{3 * (width + 1)}}   {'paper, Table 7':^36}",
+    title = "this run (Comp exact match, %)" if not stds else "this run, mean ± std over seeds (Comp EM, %)"
+    lines = [f"{'':<26} {title:^{3 * (width + 1) - 1}}   {'paper, Table 7':^35}",
              f"{'pipeline':<26} {head}   {paper_head}"]
     for pipe, row in cells.items():
         sd = (stds or {}).get(pipe, {})

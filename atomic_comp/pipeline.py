@@ -281,7 +281,8 @@ def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, devic
 
     def report(stage: str, key: str, status: str) -> Progress:
         head = {"pipeline": pipeline.name, "stage": stage, "key": key, "status": status}
-        progress(head)
+        cached = status == "training" and cache.is_complete(root / "stages" / key)
+        progress(dict(head, status="cached") if cached else head)
         return lambda state: progress({**head, **state})
 
     inject = report(INJECT_NAME, inject_key(cfg, data.key), "training") if injects(cfg) else None

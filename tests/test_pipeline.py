@@ -70,6 +70,7 @@ def test_progress_names_the_stage_its_step_and_eta(two_pipelines):
     assert re.search(r"stage 2/4 SFT\(Mem\+Ctx\) of SFT\(Mem\+Ctx\)->RL\(Comp\): training step 8/8, "
                      r"[\d.]+ s/step, ETA 0:00", err), err[-2000:]
     assert re.search(r"stage 4/4 RL\(Mem\+Ctx\) of .*: evaluating \d+/27 questions", err)
+    assert "stage 2/4 SFT(Mem+Ctx) of SFT(Mem+Ctx)->RL(Mem+Ctx): cached" in err  # the shared prefix
     progress = json.loads((root / "out1" / "progress.json").read_text())
     assert progress["status"] == "done"
 

@@ -64,6 +64,10 @@ def test_report_means_stds_and_missing_jobs(tmp_path):
     assert len(missing) == 1 and missing[0]["seeds"] == "3"
     md = (tmp_path / "report.md").read_text()
     assert "60.0 ± 14.1" in md and "Failed or missing" in md
+    row = next(line for line in md.splitlines() if line.startswith("| SFT(Comp) | default | 60.0"))
+    assert row.endswith("| 90.0 | n/a | 18.0 |")  # the paper's Table 7 cells beside ours
+    # the same em at every level: the paradox gap is 0 on the seed means, so claim (a) fails
+    assert "(a) Zero-shot   SFT(Comp) I.I.D. - zero-shot >= 40: margin 0.0, needs 40 -> does NOT hold" in md
     assert (tmp_path / "levels.png").stat().st_size > 1000
     states = {Path(s["dir"]).name: s["state"] for s in job_states(tmp_path)}
     assert states["pipeline=sft_comp,seed=1"] == "done"
