@@ -204,7 +204,7 @@ def train_stage(cfg: RunConfig, name: str, kind: str, hyper, rows: Dataset, key:
     t0 = time.perf_counter()
 
     def build(work: Path) -> None:
-        metrics = RUNNERS["sft" if kind == "inject" else kind](
+        metrics = RUNNERS[kind](
             Path(parent) if isinstance(parent, Path) else parent, hyper, rows, work,
             cfg.seed, device, cfg.model.dtype, deepspeed_config(cfg), progress=progress)
         metrics.update(info, rows=len(rows), world_size=distributed.world_size())

@@ -98,7 +98,7 @@ class Tracker:
     def _pipeline(self, name: str, record: dict) -> None:
         import wandb
 
-        for stage in record["stages"]:
+        for stage in ([record["injection"]] if record.get("injection") else []) + record["stages"]:
             metrics_file = Path(stage["path"]).parent / "metrics.json"
             history = json.loads(metrics_file.read_text()).get("log_history", []) if metrics_file.is_file() else []
             for row in history:
