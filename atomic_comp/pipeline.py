@@ -183,16 +183,16 @@ def plan(cfg: RunConfig) -> list[tuple[str, list[tuple[str, str]]]]:
     return out
 
 
-def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: Path | str, parent_key: str,
+def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: Path | str, key: str,
               root: Path, device: str, progress: Progress | None = None) -> dict:
-    """Train one pipeline stage through the cache. Returns its record for results.json."""
+    """Train one pipeline stage (cache key `key`, from stage_key) through the cache. Returns its record for
+    results.json."""
     hyper, pool, bios = stage_config(cfg, spec, first)
     items = stage_items(data, pool, list(spec.tasks), cfg.recipe)
     if spec.kind == "rl":
         rows = _rl_rows(items)
     else:
         rows = _sft_rows(items, list(data.splits["biographies"]["text"]) if bios else [])
-    key = stage_key(cfg, data.key, spec, first, parent_key)
     return train_stage(cfg, stage_name(spec), spec.kind, hyper, rows, key, parent, root, device,
                        {"kind": spec.kind, "tasks": list(spec.tasks), "pool": pool, "items": len(items)}, progress)
 
@@ -290,7 +290,7 @@ def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, devic
     stages, evals, predictions = [], {}, []
     for i, spec in enumerate(pipeline.stages):
         name, key = stage_name(spec), stage_key(cfg, data.key, spec, i == 0, parent_key)
-        record = run_stage(cfg, data, spec, i == 0, parent, parent_key, root / "stages", device,
+        record = run_stage(cfg, data, spec, i == 0, parent, key, root / "stages", device,
                            report(name, key, "training"))
         evals[name], preds = evaluate_stage(cfg, data, record, pipeline.name, root / "evals", device,
                                             report(name, key, "evaluating"))

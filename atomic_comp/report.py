@@ -173,8 +173,6 @@ def level_bars(means: dict[str, dict[str, float]], path: Path, stds: dict | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from atomic_comp.paper import PAPER_TABLE7
-
     labels = list(means)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(labels)), 4))
     width, labelled = 0.8 / len(LEVELS), False
