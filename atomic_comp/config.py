@@ -100,6 +100,12 @@ class RecipeConfig:
     biographies: bool = True
     # copies of each parametric fact in distinct wordings in that text (at most 3)
     bio_paraphrases: int = 1
+    # copies of each paraphrase, each with its sentences in a fresh order: a fact is then recalled from its
+    # subject and relation, not from the sentence before it (Allen-Zhu & Li's "permute" augmentation)
+    bio_orders: int = 1
+    # head every generated prompt with the paper's instruction line (released files keep their own); a model
+    # trained from scratch learns nothing from it, so the tiny recipe drops it (36 of ~140 tokens per item)
+    instruction: bool = True
     # train and test on the authors' released files in this folder instead of generated items
     released_dir: Optional[str] = None
 
@@ -356,6 +362,7 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
            "null or a folder with train_sft, train_rl and test .json/.jsonl files")
     _check(1 <= r.bio_paraphrases <= 3, f"{prefix}.bio_paraphrases", r.bio_paraphrases,
            "an integer in 1..3 (every relation has 3 sentence templates)")
+    _check(r.bio_orders >= 1, f"{prefix}.bio_orders", r.bio_orders, "an integer >= 1")
 
 
 def validate_data(cfg: DataConfig) -> None:

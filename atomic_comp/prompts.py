@@ -1,6 +1,6 @@
 """One prompt format for every stage and for evaluation, and the one answer parser.
 
-prompt:     instruction, context (if any), question, then "Answer:"
+prompt:     instruction (if any), context (if any), question, then "Answer:"
 completion: " " + chain of thought ending in "So, the answer is: X"
 """
 
@@ -13,7 +13,7 @@ _WS = re.compile(r"\s+")
 
 
 def format_prompt(item: dict) -> str:
-    parts = [item["instruction"]]
+    parts = [item["instruction"]] if item.get("instruction") else []
     if item.get("context"):
         parts.append(f"Context:\n{item['context']}")
     parts.append(f"Question: {item['question']}")

@@ -187,7 +187,7 @@ def generate(world: WorldConfig, recipe: RecipeConfig, seed: int, family: str = 
         test = _run_jobs(jobs, workers, scratch / "test")
         splits = {name: _dataset(pa.concat_tables(ts)) for name, ts in pools.items()}
         splits["test"] = _dataset(pa.concat_tables(test))
-        splits["biographies"] = _text_dataset(fam.biographies(recipe.bio_paraphrases))
+        splits["biographies"] = _text_dataset(fam.biographies(recipe.bio_paraphrases, recipe.bio_orders))
         return datasets.DatasetDict(splits), fam.world_json()
     finally:
         _FAMILY = None

@@ -31,10 +31,14 @@ def _overrides(job_dir: Path) -> list[str]:
     return list(OmegaConf.load(path)) if path.is_file() else []
 
 
-def _squeue(job_ids: list[str]) -> dict[str, str]:
+def _squeue(job_ids: list[str]) -> dict[str, str] | None:
+    """SLURM's state of each queued job; None when there is no answer (no squeue, or a busy controller)."""
     if not job_ids or not shutil.which("squeue"):
-        return {}
+        return None
     res = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True, text=True)
+    if res.returncode != 0:
+        # every job purged from the queue is an answer; anything else (a busy controller timing out) is not
+        return {} if "invalid job id" in res.stderr.lower() else None
     states = {}
     for line in res.stdout.splitlines():
         jid, state = line.split()
@@ -51,9 +55,9 @@ def job_states(sweep: Path) -> list[dict]:
         progress = json.loads((d / "progress.json").read_text()) if (d / "progress.json").is_file() else {}
         if (d / "results.json").is_file():
             state = "done"
-        elif j.get("job_id") in queue:
+        elif queue is not None and j.get("job_id") in queue:
             state = queue[j["job_id"]]
-        elif j.get("job_id") and shutil.which("squeue"):
+        elif queue is not None and j.get("job_id"):
             state = "failed"
         else:
             state = "unknown"

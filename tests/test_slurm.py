@@ -135,3 +135,15 @@ def test_tasks_per_node_two_trains_data_parallel(slurm, tmp_path):
     stage = out["pipelines"]["SFT(Comp)"]["stages"][0]
     assert stage["train"]["world_size"] == 2 and stage["train"]["steps"] == 8
     assert (Path(stage["path"]) / "model.safetensors").is_file()
+
+
+def test_status_tells_a_job_gone_from_the_queue_from_a_controller_that_gave_no_answer(slurm, monkeypatch, tmp_path):
+    from atomic_comp.status import _squeue
+
+    assert _squeue(["999999"]) == {}  # SLURM's "invalid job id": the job has left the queue
+    # the same cluster behind a port nobody listens on: squeue gets no answer (~20 s of retries)
+    conf = [line for line in Path("/etc/slurm/slurm.conf").read_text().splitlines()
+            if not line.startswith("SlurmctldPort")]
+    (tmp_path / "slurm.conf").write_text("\n".join(conf + ["SlurmctldPort=1"]) + "\n")
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))
+    assert _squeue(["999999"]) is None

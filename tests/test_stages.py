@@ -91,3 +91,38 @@ def test_lora_stage_trains_adapters_and_saves_a_merged_checkpoint(colour_sft, tm
     assert not any("lora" in n for n, _ in merged.named_parameters())
     changed = {n for (n, a), (_, b) in zip(merged.named_parameters(), base.named_parameters()) if not torch.equal(a, b)}
     assert changed and all(("q_proj" in n or "v_proj" in n) for n in changed)
+
+
+def test_fused_head_on_cpu_scores_only_labelled_positions_and_matches_plain_cross_entropy():
+    """atomic_comp's TRL patch: the compact fused LM head gives the model's own completion-only loss and gradient."""
+    import trl.trainer.utils as trl_utils
+    from trl.trainer.utils import add_fused_lm_head
+
+    import atomic_comp.stages.common  # noqa: F401  (applies the patch)
+
+    assert trl_utils._use_triton(torch.device("cpu"))
+    rows = _colour_rows()
+    tok = build_tokenizer([p + c for p, c in zip(rows["prompt"], rows["completion"])])
+    model = build_tiny_model(MODEL, tok, seed=0)
+    ids = [tok(p + c)["input_ids"] for p, c in zip(rows["prompt"][:6], rows["completion"][:6])]
+    width = max(map(len, ids)) + 3
+    input_ids = torch.tensor([x + [tok.pad_token_id] * (width - len(x)) for x in ids])
+    labels = input_ids.clone()
+    prompt_len = len(tok(rows["prompt"][0])["input_ids"])
+    labels[:, :prompt_len] = -100  # completion-only, as SFTTrainer masks it
+    for i, x in enumerate(ids):
+        labels[i, len(x):] = -100
+    mask = (labels != -100).long()
+
+    def loss_and_grad(**kw):
+        model.zero_grad()
+        out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), labels=labels, **kw)
+        out.loss.backward()
+        return out.loss.item(), model.lm_head.weight.grad.clone()
+
+    plain, plain_grad = loss_and_grad()
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    fused, fused_grad = loss_and_grad(fused_lm_head=True)
+    assert mask.sum() < mask.numel() / 2  # most positions carry no label, so compaction matters
+    assert fused == pytest.approx(plain, rel=1e-5)
+    torch.testing.assert_close(fused_grad, plain_grad, rtol=1e-4, atol=1e-6)

@@ -107,3 +107,17 @@ def test_question_templates():
                                    "answer", "answer_cot", "instruction", "gen_type"])
 def test_item_fields(tiny_data, field):
     assert field in tiny_data.splits["test"].column_names
+
+
+def test_prompts_drop_the_instruction_line_when_the_recipe_says_so(tiny_world_cfg):
+    from atomic_comp.families.biography import BiographyFamily
+    from atomic_comp.prompts import format_prompt
+
+    from .conftest import tiny_recipe
+
+    with_line = BiographyFamily(tiny_world_cfg, tiny_recipe(), seed=1).train_items("ctx", 5)
+    without = BiographyFamily(tiny_world_cfg, tiny_recipe(instruction=False), seed=1).train_items("ctx", 5)
+    for a, b in zip(with_line, without):
+        assert a["question"] == b["question"] and a["answer_cot"] == b["answer_cot"]
+        assert format_prompt(a) == a["instruction"] + "\n" + format_prompt(b)
+        assert format_prompt(b).startswith("Context:\n")

@@ -107,3 +107,15 @@ def test_biographies_paraphrase_each_fact():
     for r in RELATIONS:
         if r.group == PARAMETRIC and person in w.facts[r.name]:
             assert w.object_name(r, person) in one[0], r.name
+
+
+def test_biography_orders_repeat_each_paragraph_with_its_sentences_reshuffled():
+    w = build_world(50, 50, seed=1)
+    one, four = w.biographies(1, seed=1), w.biographies(1, seed=1, orders=4)
+    assert len(four) == 4 * len(one)
+    assert four[0] == one[0]  # the first order is the single-order paragraph
+    for person in range(3):
+        copies = four[4 * person: 4 * person + 4]
+        sentences = [sorted(c.rstrip(".").split(". ")) for c in copies]
+        assert all(s == sentences[0] for s in sentences)  # the same facts in the same words...
+        assert len(set(copies)) == 4  # ...in four different orders

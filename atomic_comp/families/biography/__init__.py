@@ -25,7 +25,7 @@ class BiographyFamily:
         c = recipe_cfg.context
         self.maker = ItemMaker(self.world, self.split, recipe_cfg.hops.values(), list(recipe_cfg.hops.weights),
                                ContextSpec(c.distractor_people, c.facts_per_paragraph, c.mem_context),
-                               seed, recipe_cfg.test_people)
+                               seed, recipe_cfg.test_people, recipe_cfg.instruction)
 
     # A chunk draws its questions' first people from a disjoint share of the people,
     # so chunks can be generated in parallel and never duplicate an item.
@@ -47,8 +47,8 @@ class BiographyFamily:
         return self.maker.for_chunk(chunk, n_chunks).make(task, level, "test", n, set(),
                                                           f"test|{chunk}/{n_chunks}", paths=paths or None)
 
-    def biographies(self, paraphrases: int) -> list[str]:
-        return self.world.biographies(paraphrases, self.seed)
+    def biographies(self, paraphrases: int, orders: int = 1) -> list[str]:
+        return self.world.biographies(paraphrases, self.seed, orders)
 
     def world_json(self) -> dict:
         out = self.world.to_json()

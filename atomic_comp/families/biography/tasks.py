@@ -65,8 +65,9 @@ class ItemMaker:
     """Walks paths for a task, level and side (train/test) and renders them as items."""
 
     def __init__(self, world: World, split: LevelSplit, hop_values: list[int], hop_weights: list[float],
-                 context: ContextSpec, seed: int, test_people: float):
+                 context: ContextSpec, seed: int, test_people: float, instruction: bool = True):
         self.world = world
+        self.instruction = INSTRUCTION if instruction else ""
         self.split = split
         self.hop_values = hop_values
         self.hop_weights = hop_weights
@@ -212,7 +213,7 @@ class ItemMaker:
             "context": self._context(task, path, entities, rng),
             "answer": answer,
             "answer_cot": chain_of_thought(world, path, entities),
-            "instruction": INSTRUCTION,
+            "instruction": self.instruction,
             "gen_type": GEN_TYPE[task],
         }
 

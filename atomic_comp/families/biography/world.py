@@ -103,11 +103,12 @@ class World:
         """The person's contextual biography, one sentence per fact, in its shuffled order."""
         return [self.canonical[name][person] for name in self.bio_order[person]]
 
-    def biographies(self, paraphrases: int, seed: int) -> list[str]:
-        """Parametric biographies as plain text: one paragraph per person and paraphrase.
+    def biographies(self, paraphrases: int, seed: int, orders: int = 1) -> list[str]:
+        """Parametric biographies as plain text: one paragraph per person, paraphrase and order.
 
         Paraphrase k states every fact with template k (rotated from the fact's own
-        phrasing), so `paraphrases` copies of the world show each fact in that many wordings.
+        phrasing), so `paraphrases` copies of the world show each fact in that many wordings;
+        each is written `orders` times, its sentences shuffled afresh every time.
         """
         rng = random.Random(f"bio-{seed}")
         texts = []
@@ -116,8 +117,9 @@ class World:
             for k in range(paraphrases):
                 sents = [self.sentence(r, person, self.phrasing[r.name][person] + k)
                          for r in rels if person in self.facts[r.name]]
-                rng.shuffle(sents)
-                texts.append(" ".join(sents))
+                for _ in range(orders):
+                    rng.shuffle(sents)
+                    texts.append(" ".join(sents))
         return texts
 
     def to_json(self) -> dict:
