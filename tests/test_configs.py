@@ -90,3 +90,14 @@ def test_deepspeed_without_the_extra_is_refused_before_any_work(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "zero2" in res.stderr and "zero3" in res.stderr  # the options on offer
     assert not out.exists()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_default_world_holds_the_default_recipe_on_every_seed_the_readme_runs(seed, tmp_path):
+    """`python launch.py -m seed=1,2,3` must not stop at "the world is too small for this recipe"."""
+    from atomic_comp.recipe import load_data
+
+    cfg = _compose([f"seed={seed}"])
+    data = load_data(cfg.world, cfg.recipe, cfg.seed, str(tmp_path))
+    for task in ("mem", "ctx", "comp"):
+        assert data.splits["train_sft"]["task"].count(task) == getattr(cfg.recipe.sft_pool, task)
