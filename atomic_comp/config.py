@@ -103,6 +103,10 @@ class RecipeConfig:
     # copies of each paraphrase, each with its sentences in a fresh order: a fact is then recalled from its
     # subject and relation, not from the sentence before it (Allen-Zhu & Li's "permute" augmentation)
     bio_orders: int = 1
+    # state every fact (biographies, context, chain steps) as "X's {noun} is Y.", the question's own word for
+    # the relation: a model trained from scratch has no other way to tie a held-out relation's question
+    # word to the sentences that state it (docs/tuning.md section 7)
+    noun_sentences: bool = False
     # head every generated prompt with the paper's instruction line (released files keep their own); a model
     # trained from scratch learns nothing from it, so the tiny recipe drops it (36 of ~140 tokens per item)
     instruction: bool = True

@@ -121,3 +121,35 @@ def test_prompts_drop_the_instruction_line_when_the_recipe_says_so(tiny_world_cf
         assert a["question"] == b["question"] and a["answer_cot"] == b["answer_cot"]
         assert format_prompt(a) == a["instruction"] + "\n" + format_prompt(b)
         assert format_prompt(b).startswith("Context:\n")
+
+
+def test_noun_sentences_word_every_fact_with_the_questions_own_noun(tiny_world_cfg):
+    """recipe.noun_sentences changes the wording of biographies, contexts and chains, never the items."""
+    import re
+
+    from atomic_comp.families.biography import BiographyFamily
+
+    from .conftest import tiny_recipe
+
+    plain = BiographyFamily(tiny_world_cfg, tiny_recipe(), seed=1)
+    noun = BiographyFamily(tiny_world_cfg, tiny_recipe(noun_sentences=True), seed=1)
+    a_items, b_items = plain.train_items("comp", 20), noun.train_items("comp", 20)
+    for a, b in zip(a_items, b_items):
+        for key in ("question", "answer", "relation_path", "entities", "level"):
+            assert a[key] == b[key], key
+        assert a["answer_cot"] != b["answer_cot"]
+        # each chain step is "<subject>'s <noun> is <object>." with the noun the question uses
+        steps = b["answer_cot"].split(" So, the answer is:")[0]
+        for rel_name, head, obj in zip(b["relation_path"], b["entities"], b["entities"][1:]):
+            rel = BY_NAME[rel_name]
+            assert f"{head}'s {rel.noun} is {obj}." in steps
+            assert rel.noun in b["question"]
+        for sentence in re.split(r"(?<=\.)\s+", b["context"].strip()):
+            if sentence:
+                assert re.fullmatch(r".+'s [a-z ]+ is .+\.", sentence.split("\n")[-1]), sentence
+    # biographies: paraphrase 0 is the noun sentence, paraphrase 1 the fact's own template
+    person, rel = 0, BY_NAME["roommate"]
+    one, two = plain.world.biographies(1, seed=1), noun.world.biographies(2, seed=1)
+    noun_sentence = f"{noun.world.names[person]}'s roommate is {noun.world.object_name(rel, person)}."
+    assert noun_sentence in two[0] and noun_sentence not in one[0]
+    assert plain.world.sentence(rel, person) in two[1]

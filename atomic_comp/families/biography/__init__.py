@@ -18,7 +18,8 @@ class BiographyFamily:
     def __init__(self, world_cfg, recipe_cfg, seed: int):
         self.seed = seed
         self.recipe = recipe_cfg
-        self.world: World = build_world(world_cfg.n_parametric, world_cfg.n_contextual, seed, world_cfg.locale)
+        self.world: World = build_world(world_cfg.n_parametric, world_cfg.n_contextual, seed, world_cfg.locale,
+                                        recipe_cfg.noun_sentences)
         lv = world_cfg.levels
         self.split = LevelSplit.build({"iid": lv.iid, "composition": lv.composition, "held_out": lv.held_out},
                                       seed, dict(lv.pinned), lv.composition_train_share)

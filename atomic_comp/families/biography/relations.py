@@ -12,6 +12,8 @@ from dataclasses import dataclass
 PARAMETRIC = "parametric"
 CONTEXTUAL = "contextual"
 GROUPS = (PARAMETRIC, CONTEXTUAL)
+# template index of the noun sentence "X's {noun} is Y.", which uses the question's own word for the relation
+NOUN = -1
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class Relation:
     inverse: str | None = None  # the relation in the other group that says the same fact backwards
 
     def say(self, subject: str, obj: str, template: int = 0) -> str:
+        if template == NOUN:
+            return f"{subject}'s {self.noun} is {obj}."
         return self.templates[template % len(self.templates)].format(s=subject, o=obj)
 
 

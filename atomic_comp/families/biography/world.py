@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from faker import Faker
 
-from .relations import CONTEXTUAL, GROUPS, PARAMETRIC, RELATIONS, Relation
+from .relations import CONTEXTUAL, GROUPS, NOUN, PARAMETRIC, RELATIONS, Relation
 
 # Small pools, as in the paper (e.g. 9 hobbies, 15 universities, 20 foods, 20 languages).
 VALUE_POOLS: dict[str, tuple[str, ...]] = {
@@ -71,12 +71,16 @@ class World:
     bio_order: dict[int, list[str]] = field(default_factory=dict)  # shuffled contextual paragraph per person
     # canonical[relation][person]: the fact in the world's own phrasing (rendered once; contexts reuse it)
     canonical: dict[str, dict[int, str]] = field(default_factory=dict)
+    # every fact stated as "X's {noun} is Y." (recipe.noun_sentences): a model trained from scratch then
+    # meets a held-out relation's question word in its biographies, as a pretrained model has met it
+    noun_sentences: bool = False
 
     def __post_init__(self) -> None:
         from .relations import BY_NAME
 
         if not self.canonical:
-            self.canonical = {r: {p: self.sentence(BY_NAME[r], p, t) for p, t in per.items()}
+            self.canonical = {r: {p: self.sentence(BY_NAME[r], p, NOUN if self.noun_sentences else t)
+                                  for p, t in per.items()}
                               for r, per in self.phrasing.items()}
 
     @property
@@ -107,7 +111,7 @@ class World:
         """Parametric biographies as plain text: one paragraph per person, paraphrase and order.
 
         Paraphrase k states every fact with template k (rotated from the fact's own
-        phrasing), so `paraphrases` copies of the world show each fact in that many wordings;
+        phrasing; with noun sentences, paraphrase 0 is the noun sentence), so `paraphrases` copies of the world show each fact in that many wordings;
         each is written `orders` times, its sentences shuffled afresh every time.
         """
         rng = random.Random(f"bio-{seed}")
@@ -115,12 +119,17 @@ class World:
         rels = [r for r in RELATIONS if r.group == PARAMETRIC]
         for person in self.parametric:
             for k in range(paraphrases):
-                sents = [self.sentence(r, person, self.phrasing[r.name][person] + k)
+                sents = [self.sentence(r, person, self._template(r, person, k))
                          for r in rels if person in self.facts[r.name]]
                 for _ in range(orders):
                     rng.shuffle(sents)
                     texts.append(" ".join(sents))
         return texts
+
+    def _template(self, relation: Relation, person: int, k: int) -> int:
+        if self.noun_sentences:
+            return NOUN if k == 0 else self.phrasing[relation.name][person] + k - 1
+        return self.phrasing[relation.name][person] + k
 
     def to_json(self) -> dict:
         from .relations import BY_NAME
@@ -226,8 +235,9 @@ def _matching(items: list[int], rng: random.Random) -> dict[int, int]:
     return out
 
 
-def build_world(n_parametric: int, n_contextual: int, seed: int, locale: str = "en_US") -> World:
-    """Deterministic in (sizes, seed, locale)."""
+def build_world(n_parametric: int, n_contextual: int, seed: int, locale: str = "en_US",
+                noun_sentences: bool = False) -> World:
+    """Deterministic in (sizes, seed, locale); noun_sentences changes only how facts are worded."""
     n_reused = n_contextual // 2
     n_new = n_contextual - n_reused
     rng = random.Random(f"world-{seed}")
@@ -270,7 +280,7 @@ def build_world(n_parametric: int, n_contextual: int, seed: int, locale: str = "
         rng.shuffle(order)
         bio_order[p] = order
     return World(names=names, n_parametric=n_parametric, contextual=contextual, facts=facts,
-                 phrasing=phrasing, bio_order=bio_order)
+                 phrasing=phrasing, bio_order=bio_order, noun_sentences=noun_sentences)
 
 
 def _inverse_index() -> dict[str, Relation]:
