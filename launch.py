@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -38,8 +39,9 @@ def main(cfg: DictConfig) -> None:
     out = Path(typed.output_dir or HydraConfig.get().runtime.output_dir)
     results = job.run(typed, out)
     if results.get("rank", 0) == 0:  # data-parallel jobs: one table, from rank 0
-        print(job.headline_table(results))
-        print(f"results: {out / 'results.json'}")
+        table = f"{job.headline_table(results)}\nresults: {out / 'results.json'}"
+        print(table)
+        logging.getLogger("atomic_comp.summary").info(table)
 
 
 if __name__ == "__main__":

@@ -223,6 +223,9 @@ class StagesConfig:
     #          (one cache entry, so a suite or sweep trains it once)
     injection: str = "first_sft"
     inject: SFTConfig = field(default_factory=lambda: SFTConfig(max_steps=300))
+    # also mix the biographies into every later SFT stage: a model trained from scratch forgets the facts
+    # no training question asks about (a held-out relation's), which the zero-shot level needs
+    bio_replay: bool = False
 
 
 @dataclass
@@ -264,6 +267,9 @@ class EvalConfig:
     passk_items: Optional[int] = None
     temperature: float = 1.0
     top_p: float = 1.0
+    # parametric recall: cloze probes of biography facts per relation level (0 = off); it shows whether a
+    # stage kept the facts no training question asks about, which the zero-shot level needs
+    recall_items: int = 200
 
 
 @dataclass
@@ -465,6 +471,7 @@ def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
     _check(e.max_items is None or e.max_items >= 1, "eval.max_items", e.max_items, "null or an integer >= 1")
     _check(e.batch_size >= 1, "eval.batch_size", e.batch_size, "an integer >= 1")
     _check(e.passk_n >= 0, "eval.passk_n", e.passk_n, "an integer >= 0 (0 = no pass@k)")
+    _check(e.recall_items >= 0, "eval.recall_items", e.recall_items, "an integer >= 0 (0 = no recall probes)")
     for t in e.passk_tasks:
         _check(t in TASKS, "eval.passk_tasks", t, f"a subset of {', '.join(TASKS)}")
     for k in e.passk_ks:

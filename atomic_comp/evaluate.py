@@ -161,6 +161,42 @@ def evaluate_passk(model, tokenizer, items: list[dict], n: int, ks: list[int], t
     return result, records
 
 
+def _recalled(output: str, answer: str) -> bool:
+    """The continuation states the object and ends the sentence there."""
+    out = output.strip()
+    return out.lower().startswith(answer.lower()) and out[len(answer):].lstrip().startswith(".")
+
+
+def recall(model, tokenizer, probes: list[dict], batch_size: int) -> dict:
+    """Greedy cloze accuracy on biography sentences, per relation level: {level: {"em", "n"}}."""
+    outputs = generate_greedy(model, tokenizer, [" " + p["prompt"] for p in probes], batch_size,
+                              max_new_tokens=24)
+    by = defaultdict(list)
+    for p, out in zip(probes, outputs):
+        by[p["relation_level"]].append({"correct": _recalled(out, p["answer"])})
+    order = ("iid", "composition", "held_out")
+    return {level: _em(by[level]) for level in sorted(by, key=lambda lv: (order.index(lv) if lv in order else 3, lv))}
+
+
+def select_probes(probes, per_level: int) -> list[dict]:
+    """The first per_level probes of each relation level, spread over relations in the split's order."""
+    taken: dict[str, int] = defaultdict(int)
+    by_rel: dict[str, list[dict]] = defaultdict(list)
+    for p in probes:
+        by_rel[p["relation"]].append(p)
+    out = []
+    queues = [list(ps) for ps in by_rel.values()]
+    while any(queues):  # round-robin over relations, so every relation of a level is probed
+        for q in queues:
+            if q and taken[q[0]["relation_level"]] < per_level:
+                p = q.pop(0)
+                taken[p["relation_level"]] += 1
+                out.append(p)
+            elif q:
+                q.clear()
+    return out
+
+
 def chain_correct(item: dict, output: str) -> bool:
     """Every hop right: the final answer matches and each intermediate entity is written, in order."""
     return first_error(item, output) is None

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
-import sys
 import time
 from pathlib import Path
 
 from atomic_comp import cache
 from atomic_comp.config import RunConfig
 from atomic_comp.recipe import load_data
+
+log = logging.getLogger(__name__)
 
 def comp_cells(results: dict) -> dict[str, dict[str, float]]:
     """{pipeline: {level: Comp exact match of its last stage, in points}}."""
@@ -29,6 +31,11 @@ def headline_table(results: dict) -> str:
     parts = [table_text(comp_cells(results))]
     if results.get("claims"):
         parts += ["", "The study's claims (Comp exact match, points):", claims_text(results["claims"])]
+    recall = {name: rec["eval"][rec["stages"][-1]["name"]].get("recall") for name, rec in results["pipelines"].items()}
+    if any(recall.values()):
+        parts += ["", "Parametric recall (biography cloze, %) of each pipeline's last stage, by relation level:"]
+        parts += [f"  {name:<28} " + "  ".join(f"{lv} {100 * c['em']:.0f}" for lv, c in r.items())
+                  for name, r in recall.items() if r]
     stages: dict = {}  # each stage as its first pipeline ran it (later ones find it cached)
     for rec in results["pipelines"].values():
         for s in ([rec["injection"]] if rec.get("injection") else []) + rec["stages"]:
@@ -80,7 +87,7 @@ def run(cfg: RunConfig, out: Path) -> dict:
             return
         state = dict(state, elapsed=round(time.perf_counter() - t0, 1), pid=os.getpid())
         cache.write_atomic(out / "progress.json", json.dumps(state))
-        print(progress_line(state, keys), file=sys.stderr, flush=True)
+        log.info(progress_line(state, keys))
 
     from atomic_comp.tracking import Tracker
 

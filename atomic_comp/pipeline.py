@@ -68,7 +68,8 @@ def stage_config(cfg: RunConfig, spec: StageSpec, first: bool) -> tuple[Any, str
         typed.lora = dataclasses.replace(cfg.stage.lora, enabled=True)
     assert isinstance(typed, schema)
     pool = spec.pool or ("sft" if first else "rl")
-    bios = spec.kind != "rl" and first and cfg.recipe.biographies and cfg.stage.injection == "first_sft"
+    bios = spec.kind != "rl" and cfg.recipe.biographies and (
+        cfg.stage.bio_replay or (first and cfg.stage.injection == "first_sft"))
     return typed, pool, bios
 
 
@@ -239,7 +240,7 @@ def publish_ranked(root: Path, key: str, build: Callable[[Path], None], resume: 
 def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root: Path, device: str,
                    progress: Progress | None = None) -> tuple[dict, list]:
     """Greedy exact match of a stage's checkpoint, cached per (stage key, eval config)."""
-    from atomic_comp.evaluate import evaluate, evaluate_passk, select_items
+    from atomic_comp.evaluate import evaluate, evaluate_passk, recall, select_items, select_probes
 
     key = "eval-" + cache.stable_hash({"stage": record["key"], "eval": dataclasses.asdict(cfg.eval), "data": data.key})
 
@@ -260,6 +261,9 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
             with open(work / "passk_samples.jsonl", "w") as f:
                 for rec in samples:
                     f.write(json.dumps(rec) + "\n")
+        if e.recall_items > 0 and "recall" in data.splits:  # released files carry no probes
+            metrics["recall"] = recall(model, tok, select_probes(data.splits["recall"], e.recall_items),
+                                       e.batch_size)
         del model
         if device == "cuda":
             torch.cuda.empty_cache()

@@ -188,6 +188,7 @@ def generate(world: WorldConfig, recipe: RecipeConfig, seed: int, family: str = 
         splits = {name: _dataset(pa.concat_tables(ts)) for name, ts in pools.items()}
         splits["test"] = _dataset(pa.concat_tables(test))
         splits["biographies"] = _text_dataset(fam.biographies(recipe.bio_paraphrases, recipe.bio_orders))
+        splits["recall"] = _probe_dataset(fam.recall_probes())
         return datasets.DatasetDict(splits), fam.world_json()
     finally:
         _FAMILY = None
@@ -222,6 +223,14 @@ def _text_dataset(texts: list[str]) -> datasets.Dataset:
     # built from an Arrow table, so an empty list still saves and loads
     return _dataset_of(pa.table({"text": pa.array(texts, type=pa.string())}),
                        datasets.Features({"text": datasets.Value("string")}))
+
+
+PROBE_FIELDS = ("relation", "relation_level", "prompt", "answer")
+
+
+def _probe_dataset(probes: list[dict]) -> datasets.Dataset:
+    return _dataset_of(pa.table({k: pa.array([p[k] for p in probes], type=pa.string()) for k in PROBE_FIELDS}),
+                       datasets.Features({k: datasets.Value("string") for k in PROBE_FIELDS}))
 
 
 def items_dataset(rows: list[dict]) -> datasets.Dataset:

@@ -60,6 +60,8 @@ def collect(sweep: Path) -> tuple[dict, list[dict], dict]:
                         before = rec["eval"][stages[-2]].get(task, {}).get(level)
                         if before:
                             values[(name, setting, "rl_gain", task, level, last)][seed] = cell["em"] - before["em"]
+            for level, cell in rec["eval"][last].get("recall", {}).items():
+                values[(name, setting, "recall", "parametric", level, last)][seed] = cell["em"]
             for level, curve in rec["eval"][last].get("pass_at_k", {}).items():
                 for k, v in curve.items():
                     passk[(name, setting, level)][int(k)].append(v)
@@ -115,6 +117,19 @@ def markdown(table: list[dict]) -> str:
                 if checked:
                     lines += [f"### The study's claims on the seed means ({s})", "", "```", claims_text(checked),
                               "```", ""]
+    recall = {(r["pipeline"], r["setting"], r["level"]): r for r in table
+              if r["status"] == "ok" and r["metric"] == "recall"}
+    if recall:
+        levels = ("iid", "composition", "held_out")
+        lines += ["## Parametric recall", "",
+                  "Biography cloze accuracy of each pipeline's last stage, by relation level, mean ± std (points).",
+                  "", "| pipeline | setting | " + " | ".join(levels) + " | seeds |",
+                  "| --- | --- | " + " | ".join("---:" for _ in levels) + " | ---: |"]
+        for p, s in sorted({(p, s) for p, s, _ in recall}):
+            vals = [recall.get((p, s, lv)) for lv in levels]
+            txt = [f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}" if v else "-" for v in vals]
+            lines.append(f"| {p} | {s} | " + " | ".join(txt) + f" | {max(v['n_seeds'] for v in vals if v)} |")
+        lines.append("")
     missing = [r for r in table if r["status"] == "missing"]
     if missing:
         lines += ["## Failed or missing jobs", ""] + [f"- `{r['dir']}` ({r['pipeline']}, seed {r['seeds']})"

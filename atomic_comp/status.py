@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,8 +43,21 @@ def _squeue(job_ids: list[str]) -> dict[str, str] | None:
     states = {}
     for line in res.stdout.splitlines():
         jid, state = line.split()
-        states[jid] = state.lower()
+        for one in _array_elements(jid):
+            states[one] = state.lower()
     return states
+
+
+def _array_elements(jid: str) -> list[str]:
+    """squeue folds the pending elements of an array into one line: "58_[0-3,7%2]" -> 58_0 ... 58_3, 58_7."""
+    m = re.fullmatch(r"(\d+)_\[([\d,\-]+)(?:%\d+)?\]", jid)
+    if not m:
+        return [jid]
+    out = []
+    for part in m.group(2).split(","):
+        lo, _, hi = part.partition("-")
+        out += [f"{m.group(1)}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
 
 
 def job_states(sweep: Path) -> list[dict]:

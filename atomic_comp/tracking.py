@@ -108,6 +108,8 @@ class Tracker:
             for task in ("mem", "ctx", "comp"):
                 for level, cell in ev.get(task, {}).items():
                     self.run.summary[f"eval/{name}/{stage_name}/{task}/{level}/em"] = cell["em"]
+            for level, cell in ev.get("recall", {}).items():
+                self.run.summary[f"recall/{name}/{stage_name}/{level}"] = cell["em"]
         last = record["stages"][-1]["name"]
         for level, cell in record["eval"][last].get("comp", {}).items():
             self.run.summary[f"comp/{name}/{level}/em" if self.suite else f"comp/{level}/em"] = cell["em"]

@@ -8,7 +8,8 @@ import random
 import pytest
 import torch
 
-from atomic_comp.evaluate import evaluate, first_error, first_error_summary, pass_at_k, score
+from atomic_comp.evaluate import (evaluate, first_error, first_error_summary, pass_at_k, recall, score,
+                                 select_probes)
 from atomic_comp.models import build_tokenizer
 from atomic_comp.prompts import exact_match, format_completion, format_prompt, normalize, parse_answer
 
@@ -120,6 +121,26 @@ def test_exact_match_of_a_gold_copier_is_one_and_of_a_markerless_model_zero(tiny
     assert all(not p["correct"] and p["prediction"] is None for p in preds)
     assert all(cell["em"] == 0.0 for t in ("mem", "ctx", "comp") for cell in metrics[t].values())
     assert metrics["first_error"]["comp"]["n_wrong"] == sum(1 for it in items if it["task"] == "comp")
+
+
+def test_recall_scores_each_relation_level_through_generation(tiny_data):
+    probes = select_probes(tiny_data.splits["recall"], 15)
+    by_level = {lv: [p for p in probes if p["relation_level"] == lv] for lv in ("iid", "composition", "held_out")}
+    assert all(0 < len(ps) <= 15 for ps in by_level.values())
+    # round-robin: a level's quota is spread over its relations, not spent on the first one
+    assert len({p["relation"] for p in by_level["iid"]}) > 1
+    tok = build_tokenizer([" " + p["prompt"] + " " + p["answer"] + "." for p in probes] + [" Nobody."])
+    # remembers held-out facts, forgets the rest (a wrong name, or the right one running on)
+    table = {}
+    for i, p in enumerate(probes):
+        if p["relation_level"] == "held_out":
+            table[" " + p["prompt"]] = " " + p["answer"] + "."
+        else:
+            table[" " + p["prompt"]] = " Nobody." if i % 2 else " " + p["answer"] + " " + p["answer"] + "."
+    result = recall(OracleLM(tok, table), tok, probes, batch_size=8)
+    assert list(result) == ["iid", "composition", "held_out"]
+    assert result["held_out"] == {"em": 1.0, "n": len(by_level["held_out"])}
+    assert result["iid"]["em"] == 0.0 and result["composition"]["em"] == 0.0
 
 
 def test_score_splits_by_hops_and_final_hop_type():

@@ -57,6 +57,9 @@ def test_results_contract(two_pipelines):
         comp = rec["eval"][stage]["comp"]
         assert set(comp) == {"iid", "composition", "zero_shot"}
         assert comp["iid"]["n"] == 3 and 0.0 <= comp["iid"]["em"] <= 1.0
+        recall = rec["eval"][stage]["recall"]  # parametric facts still held, per relation level
+        assert list(recall) == ["iid", "composition", "held_out"]
+        assert all(0 < c["n"] <= 200 and 0.0 <= c["em"] <= 1.0 for c in recall.values())
     preds = [json.loads(line) for line in (root / "out1" / "predictions.jsonl").read_text().splitlines()]
     assert {"pipeline", "stage", "task", "level", "hops", "question", "answer", "output", "prediction",
             "correct"} <= set(preds[0])
@@ -73,6 +76,17 @@ def test_progress_names_the_stage_its_step_and_eta(two_pipelines):
     assert "stage 2/4 SFT(Mem+Ctx) of SFT(Mem+Ctx)->RL(Mem+Ctx): cached" in err  # the shared prefix
     progress = json.loads((root / "out1" / "progress.json").read_text())
     assert progress["status"] == "done"
+
+
+def test_the_job_folder_keeps_its_own_log(two_pipelines):
+    """launch.log: every progress line with a timestamp, then the table printed at the end."""
+    _, _, root = two_pipelines
+    lines = (root / "out1" / "launch.log").read_text().splitlines()
+    progress = [ln for ln in (root / "stderr1.txt").read_text().splitlines() if ln.startswith("[atomic-comp ")]
+    logged = [ln for ln in lines if re.match(r"\[\d{4}-\d\d-\d\d [\d:,]+\] \[atomic-comp ", ln)]
+    assert len(logged) == len(progress) > 5 and logged[-1].endswith(progress[-1])
+    assert any(ln.startswith("SFT(Mem+Ctx)->RL(Comp) ") for ln in lines)  # the table's rows
+    assert lines[-1] == f"results: {root / 'out1' / 'results.json'}"
 
 
 def test_the_run_writes_its_chart_and_checks_the_claims(two_pipelines):
@@ -127,6 +141,28 @@ def test_biographies_mix_into_the_first_sft_without_an_injection_stage(tmp_path)
     assert pl.stage_config(mixed, sft, True)[2] is True and pl.stage_config(staged, sft, True)[2] is False
     assert pl.stage_config(mixed, mixed.pipeline.stages[1], False)[2] is False  # RL never reads biographies
     assert staged_plan[1][1] != mixed_plan[0][1]  # different parents and data: different cache keys
+
+
+def test_bio_replay_mixes_biographies_into_every_sft_stage_after_the_injection():
+    from hydra import compose, initialize_config_dir
+
+    from atomic_comp import pipeline as pl
+    from atomic_comp.config import RunConfig, to_typed
+
+    args = [*SMALL, "pipeline=sft_mem_ctx__sft_comp"]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        plain = to_typed(compose("config", overrides=args), RunConfig)
+        replay = to_typed(compose("config", overrides=[*args, "stage.bio_replay=true"]), RunConfig)
+        rl = to_typed(compose("config", overrides=[*SMALL, "pipeline=sft_mem_ctx__rl_comp", "stage.bio_replay=true"]),
+                      RunConfig)
+    first, second = replay.pipeline.stages
+    assert [pl.stage_config(replay, s, i == 0)[2] for i, s in enumerate((first, second))] == [True, True]
+    assert [pl.stage_config(plain, s, i == 0)[2] for i, s in enumerate((first, second))] == [False, False]
+    assert pl.stage_config(rl, rl.pipeline.stages[1], False)[2] is False  # RL never reads biographies
+    (_, plain_plan), = pl.plan(plain)
+    (_, replay_plan), = pl.plan(replay)
+    assert plain_plan[0] == replay_plan[0]  # the injection stage is shared; the SFT stages are not
+    assert plain_plan[1][1] != replay_plan[1][1] and plain_plan[2][1] != replay_plan[2][1]
 
 
 def test_a_shared_prefix_is_trained_once(two_pipelines):

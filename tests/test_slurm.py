@@ -147,3 +147,18 @@ def test_status_tells_a_job_gone_from_the_queue_from_a_controller_that_gave_no_a
     (tmp_path / "slurm.conf").write_text("\n".join(conf + ["SlurmctldPort=1"]) + "\n")
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))
     assert _squeue(["999999"]) is None
+
+
+def test_status_reads_a_pending_array_folded_into_one_squeue_line(slurm, tmp_path):
+    """squeue prints held or pending array elements as one line ("58_[0-1] PENDING"), not one per element."""
+    from atomic_comp.status import job_states
+
+    res = subprocess.run(["sbatch", "--parsable", "--hold", "--array=0-1", "-p", "debug", "--wrap", "true"],
+                         capture_output=True, text=True, check=True)
+    base = res.stdout.strip()
+    try:
+        jobs = [{"job_id": f"{base}_{i}", "dir": str(tmp_path / f"seed={i}"), "overrides": []} for i in (0, 1)]
+        (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+        assert [s["state"] for s in job_states(tmp_path)] == ["pending", "pending"]
+    finally:
+        subprocess.run(["scancel", base], check=False)

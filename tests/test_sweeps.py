@@ -47,7 +47,9 @@ def _fake_job(sweep: Path, seed: int, em: float, pipeline="SFT(Comp)", done=True
     if done:
         comp = {lv: {"em": em, "n": 10} for lv in ("iid", "composition", "zero_shot")}
         (d / "results.json").write_text(json.dumps({"seed": seed, "pipelines": {pipeline: {
-            "stages": [{"name": "SFT(Comp)", "kind": "sft"}], "eval": {"SFT(Comp)": {"comp": comp}}}}}))
+            "stages": [{"name": "SFT(Comp)", "kind": "sft"}],
+            "eval": {"SFT(Comp)": {"comp": comp, "recall": {"iid": {"em": em, "n": 10},
+                                                            "held_out": {"em": em / 2, "n": 10}}}}}}}))
     return {"job_id": None, "dir": str(d), "overrides": ["pipeline=sft_comp", f"seed={seed}"]}
 
 
@@ -68,6 +70,7 @@ def test_report_means_stds_and_missing_jobs(tmp_path):
     assert row.endswith("| 90.0 | n/a | 18.0 |")  # the paper's Table 7 cells beside ours
     # the same em at every level: the paradox gap is 0 on the seed means, so claim (a) fails
     assert "(a) Zero-shot   SFT(Comp) I.I.D. - zero-shot >= 40: margin 0.0, needs 40 -> does NOT hold" in md
+    assert "| SFT(Comp) | default | 60.0 ± 14.1 | - | 30.0 ± 7.1 | 2 |" in md  # recall: iid, held_out
     assert (tmp_path / "levels.png").stat().st_size > 1000
     states = {Path(s["dir"]).name: s["state"] for s in job_states(tmp_path)}
     assert states["pipeline=sft_comp,seed=1"] == "done"

@@ -119,3 +119,28 @@ def test_biography_orders_repeat_each_paragraph_with_its_sentences_reshuffled():
         sentences = [sorted(c.rstrip(".").split(". ")) for c in copies]
         assert all(s == sentences[0] for s in sentences)  # the same facts in the same words...
         assert len(set(copies)) == 4  # ...in four different orders
+
+
+def test_recall_probes_are_cloze_prefixes_of_biography_sentences():
+    world = build_world(40, 40, seed=3)
+    bios = " ".join(world.biographies(1, seed=3))
+    probes = world.recall_probes()
+    assert probes
+    for p in probes:
+        assert BY_NAME[p["relation"]].group == PARAMETRIC
+        assert f"{p['prompt']} {p['answer']}." in bios  # the sentence the injection stage trained on
+        assert p["prompt"].split()[0] != p["answer"].split()[0]
+    # every parametric relation is probed where a wording puts its object last
+    assert {p["relation"] for p in probes} == {r.name for r in RELATIONS if r.group == PARAMETRIC}
+    # "X is the boss of Y" names the object first: no cloze of it
+    assert not any(p["prompt"].endswith("of") and p["relation"] == "boss" for p in probes)
+    nouns = build_world(40, 40, seed=3, noun_sentences=True)
+    n_facts = sum(len(nouns.facts[r.name]) for r in RELATIONS if r.group == PARAMETRIC)
+    assert len(nouns.recall_probes()) == n_facts  # "X's {noun} is Y." always qualifies
+
+
+def test_recall_probes_carry_their_relations_level(tiny_family):
+    probes = tiny_family.recall_probes()
+    levels = tiny_family.split.relation_level
+    assert all(p["relation_level"] == levels[p["relation"]] for p in probes)
+    assert {p["relation_level"] for p in probes} == {"iid", "composition", "held_out"}

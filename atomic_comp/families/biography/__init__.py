@@ -51,6 +51,11 @@ class BiographyFamily:
     def biographies(self, paraphrases: int, orders: int = 1) -> list[str]:
         return self.world.biographies(paraphrases, self.seed, orders)
 
+    def recall_probes(self) -> list[dict]:
+        """Cloze probes of the parametric facts, each tagged with its relation's level (iid | composition |
+        held_out): whether a checkpoint still holds the facts no training question asks about."""
+        return [dict(p, relation_level=self.split.relation_level[p["relation"]]) for p in self.world.recall_probes()]
+
     def world_json(self) -> dict:
         out = self.world.to_json()
         out["relations"] = {g: [{"name": r.name, "person": r.person, "symmetric": r.symmetric, "inverse": r.inverse,

@@ -126,6 +126,23 @@ class World:
                     texts.append(" ".join(sents))
         return texts
 
+    def recall_probes(self) -> list[dict]:
+        """Each parametric fact as a cloze on its own biography sentence: the sentence up to its object.
+
+        Only sentences that name the subject first and the object last qualify (in "X is the boss of Y"
+        the object comes first, so its prefix would give nothing to recall from).
+        """
+        probes = []
+        for rel in (r for r in RELATIONS if r.group == PARAMETRIC):
+            for person in self.parametric:
+                if person not in self.facts[rel.name]:
+                    continue
+                text, subject, obj = self.sentence(rel, person), self.names[person], self.object_name(rel, person)
+                cut = text.rfind(obj)
+                if text.startswith(subject) and cut > len(subject) and text[cut + len(obj):] == ".":
+                    probes.append({"relation": rel.name, "prompt": text[:cut].rstrip(), "answer": obj})
+        return probes
+
     def _template(self, relation: Relation, person: int, k: int) -> int:
         if self.noun_sentences:
             return NOUN if k == 0 else self.phrasing[relation.name][person] + k - 1
