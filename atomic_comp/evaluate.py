@@ -6,10 +6,12 @@ after the last 'So, the answer is:'; a missing marker counts as wrong.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
 import torch
 
+from atomic_comp.config import LEVEL_KEYS
 from atomic_comp.prompts import exact_match, format_prompt, parse_answer
 
 
@@ -174,26 +176,19 @@ def recall(model, tokenizer, probes: list[dict], batch_size: int) -> dict:
     by = defaultdict(list)
     for p, out in zip(probes, outputs):
         by[p["relation_level"]].append({"correct": _recalled(out, p["answer"])})
-    order = ("iid", "composition", "held_out")
-    return {level: _em(by[level]) for level in sorted(by, key=lambda lv: (order.index(lv) if lv in order else 3, lv))}
+    return {level: _em(by[level]) for level in LEVEL_KEYS if level in by}
 
 
 def select_probes(probes, per_level: int) -> list[dict]:
-    """The first per_level probes of each relation level, spread over relations in the split's order."""
-    taken: dict[str, int] = defaultdict(int)
-    by_rel: dict[str, list[dict]] = defaultdict(list)
+    """per_level probes of each relation level, taken round-robin over its relations in the split's order, so
+    every relation of a level is probed."""
+    by_level: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for p in probes:
-        by_rel[p["relation"]].append(p)
+        by_level[p["relation_level"]][p["relation"]].append(p)
     out = []
-    queues = [list(ps) for ps in by_rel.values()]
-    while any(queues):  # round-robin over relations, so every relation of a level is probed
-        for q in queues:
-            if q and taken[q[0]["relation_level"]] < per_level:
-                p = q.pop(0)
-                taken[p["relation_level"]] += 1
-                out.append(p)
-            elif q:
-                q.clear()
+    for rels in by_level.values():
+        rounds = itertools.zip_longest(*rels.values())
+        out += [p for p in itertools.chain.from_iterable(rounds) if p is not None][:per_level]
     return out
 
 

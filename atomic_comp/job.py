@@ -15,6 +15,7 @@ from atomic_comp.recipe import load_data
 
 log = logging.getLogger(__name__)
 
+
 def comp_cells(results: dict) -> dict[str, dict[str, float]]:
     """{pipeline: {level: Comp exact match of its last stage, in points}}."""
     cells = {}

@@ -219,18 +219,21 @@ def _dataset(table: pa.Table) -> datasets.Dataset:
     return _dataset_of(table, ITEM_FEATURES)
 
 
-def _text_dataset(texts: list[str]) -> datasets.Dataset:
+def _strings_dataset(columns: dict[str, list[str]]) -> datasets.Dataset:
     # built from an Arrow table, so an empty list still saves and loads
-    return _dataset_of(pa.table({"text": pa.array(texts, type=pa.string())}),
-                       datasets.Features({"text": datasets.Value("string")}))
+    return _dataset_of(pa.table({k: pa.array(v, type=pa.string()) for k, v in columns.items()}),
+                       datasets.Features({k: datasets.Value("string") for k in columns}))
+
+
+def _text_dataset(texts: list[str]) -> datasets.Dataset:
+    return _strings_dataset({"text": texts})
 
 
 PROBE_FIELDS = ("relation", "relation_level", "prompt", "answer")
 
 
 def _probe_dataset(probes: list[dict]) -> datasets.Dataset:
-    return _dataset_of(pa.table({k: pa.array([p[k] for p in probes], type=pa.string()) for k in PROBE_FIELDS}),
-                       datasets.Features({k: datasets.Value("string") for k in PROBE_FIELDS}))
+    return _strings_dataset({k: [p[k] for p in probes] for k in PROBE_FIELDS})
 
 
 def items_dataset(rows: list[dict]) -> datasets.Dataset:

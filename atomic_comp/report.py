@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from atomic_comp import cache
+from atomic_comp.config import LEVEL_KEYS
 from atomic_comp.paper import LEVEL_NAMES, LEVELS, PAPER_TABLE7, claims, claims_text
 from atomic_comp.status import sweep_jobs
 
@@ -84,6 +85,10 @@ def rows(values: dict, missing: list[dict]) -> list[dict]:
     return out
 
 
+def _mean_std_cell(row: dict | None) -> str:
+    return f"{100 * row['mean']:.1f} ± {100 * row['std']:.1f}" if row else "-"
+
+
 def markdown(table: list[dict]) -> str:
     lines = ["# Sweep report", "", "Comp exact match of each pipeline's last stage, mean ± std over seeds (points).", ""]
     ok = [r for r in table if r["status"] == "ok" and r["task"] == "comp"]
@@ -99,7 +104,7 @@ def markdown(table: list[dict]) -> str:
             lines[-1] += " " + " | ".join("---:" for _ in LEVELS) + " |"
         for p, s in keys:
             vals = [cells.get((p, s, lv)) for lv in LEVELS]
-            txt = [f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}" if v else "-" for v in vals]
+            txt = [_mean_std_cell(v) for v in vals]
             n = max((v["n_seeds"] for v in vals if v), default=0)
             row = f"| {p} | {s} | " + " | ".join(txt) + f" | {n} |"
             if metric == "em":
@@ -120,14 +125,13 @@ def markdown(table: list[dict]) -> str:
     recall = {(r["pipeline"], r["setting"], r["level"]): r for r in table
               if r["status"] == "ok" and r["metric"] == "recall"}
     if recall:
-        levels = ("iid", "composition", "held_out")
         lines += ["## Parametric recall", "",
                   "Biography cloze accuracy of each pipeline's last stage, by relation level, mean ± std (points).",
-                  "", "| pipeline | setting | " + " | ".join(levels) + " | seeds |",
-                  "| --- | --- | " + " | ".join("---:" for _ in levels) + " | ---: |"]
+                  "", "| pipeline | setting | " + " | ".join(LEVEL_KEYS) + " | seeds |",
+                  "| --- | --- | " + " | ".join("---:" for _ in LEVEL_KEYS) + " | ---: |"]
         for p, s in sorted({(p, s) for p, s, _ in recall}):
-            vals = [recall.get((p, s, lv)) for lv in levels]
-            txt = [f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}" if v else "-" for v in vals]
+            vals = [recall.get((p, s, lv)) for lv in LEVEL_KEYS]
+            txt = [_mean_std_cell(v) for v in vals]
             lines.append(f"| {p} | {s} | " + " | ".join(txt) + f" | {max(v['n_seeds'] for v in vals if v)} |")
         lines.append("")
     missing = [r for r in table if r["status"] == "missing"]
