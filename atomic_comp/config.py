@@ -107,6 +107,10 @@ class RecipeConfig:
     # the relation: a model trained from scratch has no other way to tie a held-out relation's question
     # word to the sentences that state it (docs/tuning.md section 7)
     noun_sentences: bool = False
+    # rows of copy drills ("Repeat: w1 .. wk =" -> " w1 .. wk", also reversed) over every word of the world's
+    # text, trained wherever the biographies are: a stand-in for the copying a pretrained LM brings, so a
+    # chain can write a relation word no training question used. No facts, no questions (docs/tuning.md 9)
+    copy_drills: int = 0
     # head every generated prompt with the paper's instruction line (released files keep their own); a model
     # trained from scratch learns nothing from it, so the tiny recipe drops it (36 of ~140 tokens per item)
     instruction: bool = True
@@ -373,6 +377,7 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
     _check(1 <= r.bio_paraphrases <= 3, f"{prefix}.bio_paraphrases", r.bio_paraphrases,
            "an integer in 1..3 (every relation has 3 sentence templates)")
     _check(r.bio_orders >= 1, f"{prefix}.bio_orders", r.bio_orders, "an integer >= 1")
+    _check(r.copy_drills >= 0, f"{prefix}.copy_drills", r.copy_drills, "an integer >= 0")
 
 
 def validate_data(cfg: DataConfig) -> None:

@@ -58,8 +58,8 @@ def resolve(cfg: RunConfig) -> list:
 
 
 def stage_config(cfg: RunConfig, spec: StageSpec, first: bool) -> tuple[Any, str, bool]:
-    """(typed hyperparameters, pool, mixes in the biographies) of one stage: the kind's defaults with the
-    stage's overrides."""
+    """(typed hyperparameters, pool, mixes in the biographies and copy drills) of one stage: the kind's
+    defaults with the stage's overrides."""
     base = cfg.stage.rl if spec.kind == "rl" else cfg.stage.sft
     schema = RLConfig if spec.kind == "rl" else SFTConfig
     merged = OmegaConf.merge(OmegaConf.structured(base), spec.overrides)
@@ -73,9 +73,15 @@ def stage_config(cfg: RunConfig, spec: StageSpec, first: bool) -> tuple[Any, str
     return typed, pool, bios
 
 
-def _sft_rows(items: Dataset, bios: list[str]) -> Dataset:
-    rows = {"prompt": [format_prompt(it) for it in items] + [""] * len(bios),
-            "completion": [format_completion(it) for it in items] + [" " + b for b in bios]}
+def _sft_rows(items: Dataset, data: Data | None = None) -> Dataset:
+    """Items as prompt/completion rows; with `data`, its biographies (empty prompt: plain LM) and copy
+    drills are mixed in too."""
+    rows = {"prompt": [format_prompt(it) for it in items], "completion": [format_completion(it) for it in items]}
+    if data is not None:
+        bios = data.splits["biographies"]["text"]
+        drills = data.splits["drills"]
+        rows["prompt"] += [""] * len(bios) + list(drills["prompt"])
+        rows["completion"] += [" " + b for b in bios] + list(drills["completion"])
     return Dataset.from_dict(rows)
 
 
@@ -89,6 +95,8 @@ def corpus(data: Data):
         for it in data.splits[split]:
             yield format_prompt(it) + format_completion(it)
     yield from (" " + t for t in data.splits["biographies"]["text"])
+    for drill in data.splits["drills"]:
+        yield drill["prompt"] + drill["completion"]
 
 
 def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str, bool]:
@@ -133,7 +141,7 @@ def start_model(cfg: RunConfig, data: Data, root: Path, device: str,
     parent, key, _ = base_model(cfg, data, root / "models")
     if not injects(cfg):
         return parent, key, None
-    rows = _sft_rows(data.splits["test"].select([]), list(data.splits["biographies"]["text"]))
+    rows = _sft_rows(data.splits["test"].select([]), data)
     record = train_stage(cfg, INJECT_NAME, "sft", cfg.stage.inject, rows, inject_key(cfg, data.key),
                          parent, root / "stages", device, {"kind": "inject", "tasks": [], "pool": "biographies"},
                          progress)
@@ -193,7 +201,7 @@ def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: 
     if spec.kind == "rl":
         rows = _rl_rows(items)
     else:
-        rows = _sft_rows(items, list(data.splits["biographies"]["text"]) if bios else [])
+        rows = _sft_rows(items, data if bios else None)
     return train_stage(cfg, stage_name(spec), spec.kind, hyper, rows, key, parent, root, device,
                        {"kind": spec.kind, "tasks": list(spec.tasks), "pool": pool, "items": len(items)}, progress)
 

@@ -6,6 +6,8 @@ Splits stored per data key (`DatasetDict` on disk):
   its proportion-p subset and the 30% subset contains the 10% one.
 - test: every task at every level.
 - biographies: the parametric biographies as plain text.
+- recall: cloze probes of the biographies (evaluation only).
+- drills: copy drills over the world's words (prompt/completion), when recipe.copy_drills > 0.
 
 The key hashes everything that changes these bytes (world, generating recipe
 fields, seed, data-code version). How much of each pool a stage uses
@@ -22,6 +24,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import signal
 import tempfile
@@ -189,9 +192,39 @@ def generate(world: WorldConfig, recipe: RecipeConfig, seed: int, family: str = 
         splits["test"] = _dataset(pa.concat_tables(test))
         splits["biographies"] = _text_dataset(fam.biographies(recipe.bio_paraphrases, recipe.bio_orders))
         splits["recall"] = _probe_dataset(fam.recall_probes())
+        splits["drills"] = _strings_dataset(copy_drills(_words(splits), recipe.copy_drills, seed))
         return datasets.DatasetDict(splits), fam.world_json()
     finally:
         _FAMILY = None
+
+
+def _words(splits: dict) -> list[str]:
+    """Every distinct word the model reads or writes, in a fixed order."""
+    words: set[str] = set()
+    for name in ("train_sft", "train_rl", "test"):
+        for col in ("question", "context", "answer_cot"):
+            for text in splits[name][col]:
+                words.update(WORD.findall(text))
+    for text in splits["biographies"]["text"]:
+        words.update(WORD.findall(text))
+    return sorted(words)
+
+
+WORD = re.compile(r"\w+")
+DRILL_WORDS = (3, 10)  # words per drill, drawn uniformly
+
+
+def copy_drills(words: list[str], n: int, seed: int) -> dict[str, list[str]]:
+    """n drills, half copying random words in order, half reversed: every word is written as an output
+    about equally often, so copying does not depend on which words training questions happened to use."""
+    rng = random.Random(f"{seed}|drills")
+    prompts, completions = [], []
+    for i in range(n):
+        seq = [rng.choice(words) for _ in range(rng.randint(*DRILL_WORDS))]
+        verb, out = ("Repeat", seq) if i % 2 == 0 else ("Reverse", seq[::-1])
+        prompts.append(f"{verb}: {' '.join(seq)} =")
+        completions.append(" " + " ".join(out))
+    return {"prompt": prompts, "completion": completions}
 
 
 ITEM_FEATURES = datasets.Features({
@@ -276,6 +309,8 @@ def load_data(world: WorldConfig, recipe: RecipeConfig, seed: int, cache_dir: st
     splits = datasets.load_from_disk(str(entry / "splits"))
     if "biographies" not in splits:
         splits["biographies"] = _text_dataset([])
+    if "drills" not in splits:
+        splits["drills"] = _strings_dataset({"prompt": [], "completion": []})
     world_json = json.loads((entry / "world.json").read_text())
     return Data(splits=splits, world=world_json, key=key, path=entry, built=built)
 

@@ -55,6 +55,7 @@ def test_pipeline_options_are_slugs_of_their_names():
     ("stage.rl.loss_type=ppo", "stage.rl.loss_type"),
     ("eval.levels=[iid,ood]", "eval.levels"),
     ("eval.recall_items=-1", "eval.recall_items"),
+    ("recipe.copy_drills=-5", "recipe.copy_drills"),
     ("model.num_heads=3", "model.num_heads"),
     ("pipeline.members=[nope]", "pipeline.members"),
     ("+pipeline.stages=[{kind: sft, tasks: [mem]}]", "pipeline"),

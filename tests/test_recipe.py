@@ -138,3 +138,41 @@ def test_resume_hands_the_work_folder_back(tmp_path):
 
     cache.publish(tmp_path, "k", resume, resume=True)
     assert seen["ckpt"] == "step 5"
+
+
+def test_copy_drills_write_every_word_of_the_world_and_mix_in_wherever_biographies_do(tmp_path, tiny_world_cfg):
+    """Drills copy (or reverse) random words of the world's own text; they carry no question and no fact,
+    and the injection stage trains them beside the biographies."""
+    import re
+
+    from atomic_comp.pipeline import _sft_rows
+
+    data = load_data(tiny_world_cfg, tiny_recipe(copy_drills=400), seed=1, cache_dir=str(tmp_path))
+    drills = data.splits["drills"]
+    assert len(drills) == 400
+    words = set()
+    for split in ("train_sft", "train_rl", "test"):
+        for col in ("question", "context", "answer_cot"):
+            for text in data.splits[split][col]:
+                words.update(re.findall(r"\w+", text))
+    verbs = Counter()
+    for prompt, completion in zip(drills["prompt"], drills["completion"]):
+        verb, seq = re.fullmatch(r"(Repeat|Reverse): (.+) =", prompt).groups()
+        verbs[verb] += 1
+        seq = seq.split(" ")
+        assert completion == " " + " ".join(seq if verb == "Repeat" else seq[::-1])
+        assert 3 <= len(seq) <= 10 and set(seq) <= words | set(re.findall(r"\w+", " ".join(
+            data.splits["biographies"]["text"])))
+        assert "So, the answer is" not in prompt + completion
+    assert verbs == {"Repeat": 200, "Reverse": 200}
+    # uniform over distinct words, not over running text: the question words are not the frequent ones
+    used = Counter(w for p in drills["prompt"] for w in p.split(" ")[1:-1])
+    assert len(used) > 0.5 * min(len(words), 400 * 6)
+    items = data.splits["train_sft"].select(range(10))
+    mixed = _sft_rows(items, data)
+    assert len(mixed) == 10 + len(data.splits["biographies"]) + 400
+    assert list(mixed["completion"][-400:]) == list(drills["completion"])
+    assert len(_sft_rows(items)) == 10
+    # default off: the split is there and empty, and the data key differs
+    plain = load_data(tiny_world_cfg, tiny_recipe(), seed=1, cache_dir=str(tmp_path))
+    assert len(plain.splits["drills"]) == 0 and plain.key != data.key

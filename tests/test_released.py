@@ -67,6 +67,6 @@ def test_a_recipe_can_train_on_released_files(tmp_path, tiny_world_cfg):
     assert set(data.splits["test"]["level"]) == {"composition"}
     comp = stage_items(data, "sft", ["comp"], recipe)
     assert comp["question"] == [RELEASED[1]["question"]]
-    assert _sft_rows(comp, [])["completion"][0].endswith("So, the answer is: 6548113713")
+    assert _sft_rows(comp)["completion"][0].endswith("So, the answer is: 6548113713")
     (folder / "train_rl.json").write_text(json.dumps(RELEASED))  # new contents, new cache entry
     assert load_data(tiny_world_cfg, recipe, seed=1, cache_dir=str(tmp_path / "cache")).key != data.key

@@ -51,7 +51,7 @@ def test_sft_on_world_items_learns_the_chain(tiny_data, tmp_path):
     from atomic_comp.pipeline import _sft_rows
 
     items = tiny_data.splits["train_sft"].select(range(32))
-    rows = _sft_rows(items, [])
+    rows = _sft_rows(items)
     tok = build_tokenizer(p + c for p, c in zip(rows["prompt"], rows["completion"]))
     save_checkpoint(build_tiny_model(MODEL, tok, seed=0), tok, tmp_path / "base")
     metrics = sft.run(tmp_path / "base", SFTConfig(lr=3e-3, max_steps=40, batch_size=8, save_steps=1000,
