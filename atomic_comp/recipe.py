@@ -198,6 +198,12 @@ def generate(world: WorldConfig, recipe: RecipeConfig, seed: int, family: str = 
         _FAMILY = None
 
 
+WORD = re.compile(r"\w+")
+DRILL_WORDS = (3, 10)  # words per drill, drawn uniformly
+# splits trained beside the items, and their columns; every loaded entry has them, empty or not
+TRAINING_TEXT_SPLITS = {"biographies": ("text",), "drills": ("prompt", "completion")}
+
+
 def _words(splits: dict) -> list[str]:
     """Every distinct word the model reads or writes, in a fixed order."""
     words: set[str] = set()
@@ -208,10 +214,6 @@ def _words(splits: dict) -> list[str]:
     for text in splits["biographies"]["text"]:
         words.update(WORD.findall(text))
     return sorted(words)
-
-
-WORD = re.compile(r"\w+")
-DRILL_WORDS = (3, 10)  # words per drill, drawn uniformly
 
 
 def copy_drills(words: list[str], n: int, seed: int) -> dict[str, list[str]]:
@@ -307,10 +309,9 @@ def load_data(world: WorldConfig, recipe: RecipeConfig, seed: int, cache_dir: st
 
     entry, built = cache.publish(root, key, build, info={"key": key})
     splits = datasets.load_from_disk(str(entry / "splits"))
-    if "biographies" not in splits:
-        splits["biographies"] = _text_dataset([])
-    if "drills" not in splits:
-        splits["drills"] = _strings_dataset({"prompt": [], "completion": []})
+    for name, columns in TRAINING_TEXT_SPLITS.items():  # saved only when non-empty
+        if name not in splits:
+            splits[name] = _strings_dataset({c: [] for c in columns})
     world_json = json.loads((entry / "world.json").read_text())
     return Data(splits=splits, world=world_json, key=key, path=entry, built=built)
 
