@@ -35,9 +35,10 @@ def claims(cells: dict[str, dict[str, float]]) -> list[dict]:
     """Check the claims on {pipeline: {level: points}}; a claim whose pipelines did not run is left out."""
     out = []
 
-    def add(name: str, level: str, text: str, lhs: str, rhs: str, value: float, bound: float, holds: bool):
+    def add(name: str, level: str, text: str, lhs: str, rhs: str, value: float, bound: float):
+        # every claim reads value >= bound; seed means of percentages miss exact ties by 1e-14 otherwise
         out.append({"claim": name, "level": level, "text": text, "lhs": lhs, "rhs": rhs,
-                    "value": round(value, 2), "bound": round(bound, 2), "holds": bool(holds)})
+                    "value": round(value, 2), "bound": round(bound, 2), "holds": round(value - bound, 9) >= 0})
 
     def get(pipe: str, level: str) -> float | None:
         return cells.get(pipe, {}).get(level)
@@ -45,21 +46,21 @@ def claims(cells: dict[str, dict[str, float]]) -> list[dict]:
     iid, zs = get("SFT(Comp)", "iid"), get("SFT(Comp)", "zero_shot")
     if iid is not None and zs is not None:
         add("a", "zero_shot", f"SFT(Comp) I.I.D. - zero-shot >= {PARADOX_GAP:g}", "SFT(Comp)", "SFT(Comp)",
-            iid - zs, PARADOX_GAP, iid - zs >= PARADOX_GAP)
+            iid - zs, PARADOX_GAP)
     for level in ("zero_shot", "composition"):
         atomic, comp = get(ATOMIC_RL, level), get(COMP_RL, level)
         if atomic is not None and comp is not None:
             add("b", level, f"{ATOMIC_RL} >= {COMP_RL} + {SYNTH_MARGIN:g}", ATOMIC_RL, COMP_RL,
-                atomic - comp, SYNTH_MARGIN, atomic >= comp + SYNTH_MARGIN)
+                atomic - comp, SYNTH_MARGIN)
         for single in ("SFT(Mem)->RL(Comp)", "SFT(Ctx)->RL(Comp)"):
             one = get(single, level)
             if atomic is not None and one is not None:
                 add("c", level, f"{single} <= {ATOMIC_RL} - {PREREQ_MARGIN:g}", single, ATOMIC_RL,
-                    atomic - one, PREREQ_MARGIN, one <= atomic - PREREQ_MARGIN)
+                    atomic - one, PREREQ_MARGIN)
     atomic = get(ATOMIC_RL, "zero_shot")
     if atomic is not None:
         add("stretch", "zero_shot", f"{ATOMIC_RL} zero-shot >= {STRETCH:g}", ATOMIC_RL, "",
-            atomic, STRETCH, atomic >= STRETCH)
+            atomic, STRETCH)
     return out
 
 

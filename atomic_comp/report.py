@@ -24,12 +24,14 @@ from atomic_comp.config import LEVEL_KEYS
 from atomic_comp.paper import LEVEL_NAMES, LEVELS, PAPER_TABLE7, claims, claims_text
 from atomic_comp.status import sweep_jobs
 
+# Keys that say where or how a job ran, not what it studied: jobs differing only in these are one setting.
+NOT_A_SETTING = ("seed", "pipeline", "hydra/launcher", "cache_dir", "output_dir", "threads", "logger")
 FIELDS = ["status", "pipeline", "setting", "metric", "task", "level", "stage", "mean", "std", "n_seeds", "seeds", "dir"]
 
 
 def _setting(overrides: list[str]) -> str:
     """What distinguishes a job besides its seed and pipeline: the rest of its overrides."""
-    keep = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") in ("seed", "pipeline", "hydra/launcher")
+    keep = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") in NOT_A_SETTING
             and not o.startswith("hydra.")]
     return ",".join(sorted(keep)) or "default"
 

@@ -294,3 +294,25 @@ def test_two_process_data_parallel_matches_one_process(tmp_path):
     assert (n1, n2) == (1, 2) and len(a) == len(b) == 6
     assert b == pytest.approx(a, rel=1e-4)
     assert a[-1] < a[0]
+
+
+def test_suite_by_pipeline_runs_each_stage_once_and_assembles_the_suite(tmp_path):
+    """bench/suite_by_pipeline.sh: pipelines as concurrent processes, then the suite and report from the cache."""
+    env = dict(os.environ, EXP="smoke", SEEDS="1", JOBS="3", PY=sys.executable, CACHE=str(tmp_path / "cache"),
+               OUT_DIR=str(tmp_path / "out"), WANDB_MODE="offline")
+    done = subprocess.run(["bash", "bench/suite_by_pipeline.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0 and "FAILED" not in done.stdout, done.stdout + done.stderr
+    (suite,) = (tmp_path / "out" / "suite").glob("*seed=1/results.json")
+    assembled = json.loads(suite.read_text())["pipelines"]
+    assert len(assembled) == 7
+    for name, rec in assembled.items():
+        assert all(stage["cached"] for stage in rec["stages"]), name  # nothing trained twice
+    trained = []  # (key) of every stage a pipeline process trained rather than found in the cache
+    for run in (tmp_path / "out" / "pipelines" / "seed_1").glob("*/results.json"):
+        for name, rec in json.loads(run.read_text())["pipelines"].items():
+            assert [s["key"] for s in rec["stages"]] == [s["key"] for s in assembled[name]["stages"]]
+            assert rec["eval"] == assembled[name]["eval"]
+            trained += [s["key"] for s in rec["stages"] if not s["cached"]]
+    assert sorted(trained) == sorted({s["key"] for rec in assembled.values() for s in rec["stages"]})
+    assert "SFT(Mem+Ctx)->RL(Comp)" in (tmp_path / "out" / "suite" / "report.md").read_text()

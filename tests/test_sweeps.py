@@ -41,8 +41,8 @@ def test_a_proportion_sweep_shares_its_atomic_base():
     assert plan["stages"] == plan["stage_uses"] - 4 - (len(inject) - 1)
 
 
-def _fake_job(sweep: Path, seed: int, em: float, pipeline="SFT(Comp)", done=True) -> dict:
-    d = sweep / f"pipeline=sft_comp,seed={seed}"
+def _fake_job(sweep: Path, seed: int, em: float, pipeline="SFT(Comp)", done=True, extra=()) -> dict:
+    d = sweep / ",".join(["pipeline=sft_comp", f"seed={seed}", *extra])
     d.mkdir(parents=True)
     if done:
         comp = {lv: {"em": em, "n": 10} for lv in ("iid", "composition", "zero_shot")}
@@ -50,7 +50,7 @@ def _fake_job(sweep: Path, seed: int, em: float, pipeline="SFT(Comp)", done=True
             "stages": [{"name": "SFT(Comp)", "kind": "sft"}],
             "eval": {"SFT(Comp)": {"comp": comp, "recall": {"iid": {"em": em, "n": 10},
                                                             "held_out": {"em": em / 2, "n": 10}}}}}}}))
-    return {"job_id": None, "dir": str(d), "overrides": ["pipeline=sft_comp", f"seed={seed}"]}
+    return {"job_id": None, "dir": str(d), "overrides": ["pipeline=sft_comp", f"seed={seed}", *extra]}
 
 
 def test_report_means_stds_and_missing_jobs(tmp_path):
@@ -75,3 +75,17 @@ def test_report_means_stds_and_missing_jobs(tmp_path):
     states = {Path(s["dir"]).name: s["state"] for s in job_states(tmp_path)}
     assert states["pipeline=sft_comp,seed=1"] == "done"
     assert states["pipeline=sft_comp,seed=3"] in ("unknown", "failed")
+
+
+def test_report_groups_seeds_by_what_they_studied_not_where_they_ran(tmp_path):
+    # bench/suite_by_pipeline.sh and a sweep by hand differ in cache_dir, threads and logger: still one setting
+    jobs = [_fake_job(tmp_path, 1, 0.5, extra=("cache_dir=/a", "threads=1", "logger=none")),
+            _fake_job(tmp_path, 2, 0.7, extra=("cache_dir=/b",)),
+            _fake_job(tmp_path, 3, 0.1, extra=("recipe.copy_drills=10",))]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    report(tmp_path)
+    iid = {r["setting"]: r for r in csv.DictReader((tmp_path / "report.csv").open())
+           if r["task"] == "comp" and r["level"] == "iid"}
+    assert set(iid) == {"default", "recipe.copy_drills=10"}
+    assert iid["default"]["n_seeds"] == "2" and float(iid["default"]["mean"]) == pytest.approx(0.6)
+    assert iid["recipe.copy_drills=10"]["seeds"] == "3"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The headline suite for several seeds on one many-core or GPU machine: every pipeline x seed is its own
+# process against one stage cache (a stage that pipelines share is computed once; the others wait on its
+# lock), then `launch.py -m seed=...` assembles each seed's suite from the cache and the sweep report
+# aggregates. The same stage keys as `python launch.py -m seed=...`, in the time of the longest chain.
+#
+# On a GPU start CUDA MPS first (`nvidia-cuda-mps-control -d`) so that the processes share it:
+#   EXP=gpu_long SEEDS=1,2,3 DEVICE=cuda OUT_DIR=multirun/gpu_long bench/suite_by_pipeline.sh
+set -euo pipefail
+EXP=${EXP:-cpu_long}
+SEEDS=${SEEDS:-1,2,3}
+DEVICE=${DEVICE:-auto}
+JOBS=${JOBS:-$(nproc)}
+OUT_DIR=${OUT_DIR:-multirun/${EXP}_by_pipeline}
+CACHE=${CACHE:-${ATOMIC_COMP_CACHE:-$HOME/.cache/atomic_comp}}
+PY=${PY:-python}
+common=(experiment="$EXP" device="$DEVICE" logger=none cache_dir="$CACHE")
+
+mkdir -p "$OUT_DIR/logs"
+pipelines=$($PY -c "from omegaconf import OmegaConf; print(*OmegaConf.load('conf/pipeline/headline.yaml').members)")
+t0=$(date +%s)
+one() {  # one pipeline of one seed; its log beside the others
+  $PY launch.py "${common[@]}" seed="$1" pipeline="$2" threads=1 hydra.run.dir="$OUT_DIR/pipelines/seed_$1/$2" \
+    >"$OUT_DIR/logs/seed_$1-$2.log" 2>&1 && echo "  done: seed=$1 $2 ($(($(date +%s) - t0)) s)" || echo "  FAILED: seed=$1 $2"
+}
+export -f one; export PY OUT_DIR t0; export COMMON="${common[*]}"
+for s in ${SEEDS//,/ }; do for p in $pipelines; do echo "$s $p"; done; done |
+  xargs -P "$JOBS" -L 1 bash -c 'common=($COMMON); one "$@"' _
+echo "pipelines: $(($(date +%s) - t0)) s"
+$PY launch.py -m "${common[@]}" seed="$SEEDS" hydra.sweep.dir="$OUT_DIR/suite" >"$OUT_DIR/logs/suite.log" 2>&1
+$PY -m atomic_comp.report "$OUT_DIR/suite"
+echo "total: $(($(date +%s) - t0)) s"
