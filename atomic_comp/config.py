@@ -111,6 +111,9 @@ class RecipeConfig:
     # text, trained wherever the biographies are: a stand-in for the copying a pretrained LM brings, so a
     # chain can write a relation word no training question used. No facts, no questions (docs/tuning.md 9)
     copy_drills: int = 0
+    # rows of lookup drills ("Facts: a's b is c. ... Look up: a's b is" -> " c.") over the same words, with
+    # distractors that share a or b: the context lookup of a Ctx hop, for relation words no question used
+    lookup_drills: int = 0
     # head every generated prompt with the paper's instruction line (released files keep their own); a model
     # trained from scratch learns nothing from it, so the tiny recipe drops it (36 of ~140 tokens per item)
     instruction: bool = True
@@ -378,6 +381,7 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
            "an integer in 1..3 (every relation has 3 sentence templates)")
     _check(r.bio_orders >= 1, f"{prefix}.bio_orders", r.bio_orders, "an integer >= 1")
     _check(r.copy_drills >= 0, f"{prefix}.copy_drills", r.copy_drills, "an integer >= 0")
+    _check(r.lookup_drills >= 0, f"{prefix}.lookup_drills", r.lookup_drills, "an integer >= 0")
 
 
 def validate_data(cfg: DataConfig) -> None:

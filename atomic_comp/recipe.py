@@ -7,7 +7,8 @@ Splits stored per data key (`DatasetDict` on disk):
 - test: every task at every level.
 - biographies: the parametric biographies as plain text.
 - recall: cloze probes of the biographies (evaluation only).
-- drills: copy drills over the world's words (prompt/completion), when recipe.copy_drills > 0.
+- drills: copy and lookup drills over the world's words (prompt/completion), when recipe.copy_drills or
+  recipe.lookup_drills > 0.
 
 The key hashes everything that changes these bytes (world, generating recipe
 fields, seed, data-code version). How much of each pool a stage uses
@@ -192,14 +193,17 @@ def generate(world: WorldConfig, recipe: RecipeConfig, seed: int, family: str = 
         splits["test"] = _dataset(pa.concat_tables(test))
         splits["biographies"] = _text_dataset(fam.biographies(recipe.bio_paraphrases, recipe.bio_orders))
         splits["recall"] = _probe_dataset(fam.recall_probes())
-        splits["drills"] = _strings_dataset(copy_drills(_words(splits), recipe.copy_drills, seed))
+        words = _words(splits)
+        copies, lookups = copy_drills(words, recipe.copy_drills, seed), lookup_drills(words, recipe.lookup_drills, seed)
+        splits["drills"] = _strings_dataset({col: copies[col] + lookups[col] for col in copies})
         return datasets.DatasetDict(splits), fam.world_json()
     finally:
         _FAMILY = None
 
 
 WORD = re.compile(r"\w+")
-DRILL_WORDS = (3, 10)  # words per drill, drawn uniformly
+DRILL_WORDS = (3, 10)  # words per copy drill, drawn uniformly
+LOOKUP_FACTS = (3, 8)  # facts per lookup drill, drawn uniformly
 # splits trained beside the items, and their columns; every loaded entry has them, empty or not
 TRAINING_TEXT_SPLITS = {"biographies": ("text",), "drills": ("prompt", "completion")}
 
@@ -226,6 +230,29 @@ def copy_drills(words: list[str], n: int, seed: int) -> dict[str, list[str]]:
         verb, out = ("Repeat", seq) if i % 2 == 0 else ("Reverse", seq[::-1])
         prompts.append(f"{verb}: {' '.join(seq)} =")
         completions.append(" " + " ".join(out))
+    return {"prompt": prompts, "completion": completions}
+
+
+def lookup_drills(words: list[str], n: int, seed: int) -> dict[str, list[str]]:
+    """n associative-recall drills: facts "a's b is c." over random words of the world, then one fact's
+    "a's b is" to complete. The distractors share the asked fact's a or its b, so both must match: the
+    lookup a Ctx hop does, learnt for every word, held-out relation nouns included."""
+    rng = random.Random(f"{seed}|lookup")
+    prompts, completions = [], []
+    for _ in range(n):
+        key = (rng.choice(words), rng.choice(words))
+        keys, k = [key], rng.randint(*LOOKUP_FACTS)
+        while len(keys) < k:
+            shared = rng.randrange(3)  # 0: same a, 1: same b, 2: neither
+            cand = (key[0] if shared == 0 else rng.choice(words), key[1] if shared == 1 else rng.choice(words))
+            if cand not in keys:
+                keys.append(cand)
+        facts = [(a, b, rng.choice(words)) for a, b in keys]
+        answer = facts[0][2]
+        rng.shuffle(facts)
+        prompts.append("Facts: " + " ".join(f"{a}'s {b} is {c}." for a, b, c in facts)
+                       + f" Look up: {key[0]}'s {key[1]} is")
+        completions.append(f" {answer}.")
     return {"prompt": prompts, "completion": completions}
 
 

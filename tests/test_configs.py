@@ -56,6 +56,7 @@ def test_pipeline_options_are_slugs_of_their_names():
     ("eval.levels=[iid,ood]", "eval.levels"),
     ("eval.recall_items=-1", "eval.recall_items"),
     ("recipe.copy_drills=-5", "recipe.copy_drills"),
+    ("recipe.lookup_drills=-1", "recipe.lookup_drills"),
     ("model.num_heads=3", "model.num_heads"),
     ("pipeline.members=[nope]", "pipeline.members"),
     ("+pipeline.stages=[{kind: sft, tasks: [mem]}]", "pipeline"),

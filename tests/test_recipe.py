@@ -176,3 +176,31 @@ def test_copy_drills_write_every_word_of_the_world_and_mix_in_wherever_biographi
     # default off: the split is there and empty, and the data key differs
     plain = load_data(tiny_world_cfg, tiny_recipe(), seed=1, cache_dir=str(tmp_path))
     assert len(plain.splits["drills"]) == 0 and plain.key != data.key
+
+
+def test_lookup_drills_ask_one_fact_among_distractors_that_share_its_words(tmp_path, tiny_world_cfg):
+    """Each drill's asked fact is in its facts exactly once, with the completion's answer; the other facts
+    share its first or second word often enough that matching one word is not enough."""
+    import re
+
+    data = load_data(tiny_world_cfg, tiny_recipe(copy_drills=10, lookup_drills=300), seed=1, cache_dir=str(tmp_path))
+    drills = data.splits["drills"]
+    assert len(drills) == 310 and all(p.startswith(("Repeat", "Reverse")) for p in drills["prompt"][:10])
+    words = set(re.findall(r"\w+", " ".join(data.splits["biographies"]["text"])))
+    for split in ("train_sft", "train_rl", "test"):
+        for col in ("question", "context", "answer_cot"):
+            words.update(re.findall(r"\w+", " ".join(data.splits[split][col])))
+    shared_a = shared_b = 0
+    for prompt, completion in zip(drills["prompt"][10:], drills["completion"][10:]):
+        facts, a, b = re.fullmatch(r"Facts: (.+) Look up: (\w+)'s (\w+) is", prompt).groups()
+        facts = re.findall(r"(\w+)'s (\w+) is (\w+)\.", facts)
+        assert 3 <= len(facts) <= 8 and len({(x, y) for x, y, _ in facts}) == len(facts)
+        (answer,) = [z for x, y, z in facts if (x, y) == (a, b)]
+        assert completion == f" {answer}."
+        assert {w for fact in facts for w in fact} <= words
+        shared_a += sum(x == a and y != b for x, y, _ in facts)
+        shared_b += sum(y == b and x != a for x, y, _ in facts)
+    assert shared_a > 100 and shared_b > 100
+    again = load_data(tiny_world_cfg, tiny_recipe(copy_drills=10, lookup_drills=300), seed=1,
+                      cache_dir=str(tmp_path / "again"))
+    assert list(again.splits["drills"]["prompt"]) == list(drills["prompt"])
