@@ -193,9 +193,6 @@ def generate(world: WorldConfig, recipe: RecipeConfig, seed: int, family: str = 
         splits["test"] = _dataset(pa.concat_tables(test))
         splits["biographies"] = _text_dataset(fam.biographies(recipe.bio_paraphrases, recipe.bio_orders))
         splits["recall"] = _probe_dataset(fam.recall_probes())
-        words = _words(splits)
-        copies, lookups = copy_drills(words, recipe.copy_drills, seed), lookup_drills(words, recipe.lookup_drills, seed)
-        splits["drills"] = _strings_dataset({col: copies[col] + lookups[col] for col in copies})
         return datasets.DatasetDict(splits), fam.world_json()
     finally:
         _FAMILY = None
@@ -218,6 +215,13 @@ def _words(splits: dict) -> list[str]:
     for text in splits["biographies"]["text"]:
         words.update(WORD.findall(text))
     return sorted(words)
+
+
+def drills(splits: dict, recipe: RecipeConfig, seed: int) -> datasets.Dataset:
+    """The copy and lookup drills over the words of the data's own text, generated or released."""
+    words = _words(splits)
+    copies, lookups = copy_drills(words, recipe.copy_drills, seed), lookup_drills(words, recipe.lookup_drills, seed)
+    return _strings_dataset({col: copies[col] + lookups[col] for col in copies})
 
 
 def copy_drills(words: list[str], n: int, seed: int) -> dict[str, list[str]]:
@@ -326,6 +330,7 @@ def load_data(world: WorldConfig, recipe: RecipeConfig, seed: int, cache_dir: st
             (work / "chunks").mkdir()
         else:
             splits, world_json = generate(world, recipe, seed, family, scratch=work / "chunks")
+        splits["drills"] = drills(splits, recipe, seed)
         datasets.disable_progress_bars()
         # datasets cannot reload an empty split (released files may have no biographies)
         splits = datasets.DatasetDict({k: v for k, v in splits.items() if len(v)})

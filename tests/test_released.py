@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -68,5 +69,12 @@ def test_a_recipe_can_train_on_released_files(tmp_path, tiny_world_cfg):
     comp = stage_items(data, "sft", ["comp"], recipe)
     assert comp["question"] == [RELEASED[1]["question"]]
     assert _sft_rows(comp)["completion"][0].endswith("So, the answer is: 6548113713")
+    # drills come from the released text's own words, as from a generated world's
+    drilled = load_data(tiny_world_cfg, tiny_recipe(released_dir=str(folder), copy_drills=30, lookup_drills=10),
+                        seed=1, cache_dir=str(tmp_path / "cache"))
+    assert len(drilled.splits["drills"]) == 40 and len(data.splits["drills"]) == 0
+    text = " ".join(r[k] for r in RELEASED for k in ("question", "context", "answer_cot"))
+    drilled_words = {w for p in drilled.splits["drills"]["prompt"] for w in re.findall(r"\w+", p)}
+    assert drilled_words - {"Repeat", "Reverse", "Facts", "Look", "up", "s", "is"} <= set(re.findall(r"\w+", text))
     (folder / "train_rl.json").write_text(json.dumps(RELEASED))  # new contents, new cache entry
     assert load_data(tiny_world_cfg, recipe, seed=1, cache_dir=str(tmp_path / "cache")).key != data.key
