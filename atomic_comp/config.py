@@ -319,6 +319,9 @@ class RunConfig:
     device: str = "auto"
     # torch threads on CPU (0: torch's default)
     threads: int = 0
+    # repeatable GPU training: transformers' full_determinism (deterministic kernels, CUBLAS workspace; slower).
+    # CPU runs already repeat bit for bit; GPU runs otherwise fork (docs/tuning.md section 11)
+    deterministic: bool = False
 
 
 LEVEL_KEYS = ("iid", "composition", "held_out")

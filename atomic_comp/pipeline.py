@@ -126,8 +126,13 @@ def injects(cfg: RunConfig) -> bool:
 def inject_key(cfg: RunConfig, data_key: str) -> str:
     return "stage-" + cache.stable_hash({
         "parent": base_key(cfg, data_key), "kind": "inject", "hyper": dataclasses.asdict(cfg.stage.inject),
-        "model": dataclasses.asdict(cfg.model), "data": data_key, "seed": cfg.seed,
+        "model": dataclasses.asdict(cfg.model), "data": data_key, "seed": cfg.seed, **_determinism(cfg),
     })
+
+
+def _determinism(cfg: RunConfig) -> dict:
+    """Deterministic kernels give other numbers than the default ones: a key of its own, only when on."""
+    return {"deterministic": True} if cfg.deterministic else {}
 
 
 def start_key(cfg: RunConfig, data_key: str) -> str:
@@ -165,7 +170,7 @@ def stage_key(cfg: RunConfig, data_key: str, spec: StageSpec, first: bool, paren
     return "stage-" + cache.stable_hash({
         "parent": parent_key, "kind": spec.kind, "tasks": list(spec.tasks), "pool": pool,
         "hyper": dataclasses.asdict(hyper), "selection": selection, "biographies": bios,
-        "model": dataclasses.asdict(cfg.model), "data": data_key, "seed": cfg.seed,
+        "model": dataclasses.asdict(cfg.model), "data": data_key, "seed": cfg.seed, **_determinism(cfg),
     })
 
 
@@ -215,7 +220,7 @@ def train_stage(cfg: RunConfig, name: str, kind: str, hyper, rows: Dataset, key:
     def build(work: Path) -> None:
         metrics = RUNNERS[kind](
             Path(parent) if isinstance(parent, Path) else parent, hyper, rows, work,
-            cfg.seed, device, cfg.model.dtype, deepspeed_config(cfg), progress=progress)
+            cfg.seed, device, cfg.model.dtype, deepspeed_config(cfg), progress=progress, deterministic=cfg.deterministic)
         metrics.update(info, rows=len(rows), world_size=distributed.world_size())
         if distributed.rank() == 0:
             (work / "metrics.json").write_text(json.dumps(metrics, default=str))

@@ -192,6 +192,21 @@ def test_same_seed_same_metrics_in_a_fresh_cache(two_pipelines, tmp_path):
     assert fresh["train"]["train_loss"] == pytest.approx(old["train"]["train_loss"], rel=1e-5)
 
 
+def test_deterministic_reaches_the_trainer_and_changes_nothing_on_cpu(two_pipelines, tmp_path):
+    import torch
+
+    first, _, _ = two_pipelines
+    run = launch(["pipeline=sft_mem_ctx", "deterministic=true"], tmp_path / "cache", tmp_path / "out")
+    assert run.returncode == 0, run.stderr[-3000:]
+    stage = results(tmp_path / "out")["pipelines"]["SFT(Mem+Ctx)"]["stages"][0]
+    old = first["pipelines"]["SFT(Mem+Ctx)->RL(Comp)"]["stages"][0]
+    assert stage["key"] != old["key"]
+    (saved,) = (tmp_path / "cache" / "stages" / stage["key"] / "trainer").glob("checkpoint-*/training_args.bin")
+    assert torch.load(saved, weights_only=False).full_determinism is True
+    # CPU kernels are deterministic already: the same loss as the default run
+    assert stage["train"]["train_loss"] == pytest.approx(old["train"]["train_loss"], rel=1e-5)
+
+
 def test_a_killed_stage_resumes_from_its_last_checkpoint(tmp_path):
     cache = tmp_path / "cache"
     args = ["pipeline=sft_comp", "stage.sft.max_steps=40", "stage.sft.save_steps=10", "stage.injection=first_sft"]
@@ -252,6 +267,7 @@ def test_stage_keys_depend_only_on_what_changes_the_stage():
     assert base[1] != prop[1]
     assert keys("stage.rl.lr=3e-4")[0] == base[0] and keys("stage.rl.lr=3e-4")[1] != base[1]
     assert keys("seed=2")[0] != base[0]
+    assert keys("deterministic=false") == base and keys("deterministic=true")[0] != base[0]  # off: old keys
     assert keys("recipe.hops.min=1", "recipe.hops.weights=[0.5,0.5]")[0] != base[0]
 
 

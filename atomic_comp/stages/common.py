@@ -41,7 +41,7 @@ def pick_device(device: str) -> str:
     return device
 
 
-def trainer_args(cfg, work: Path, seed: int, device: str, deepspeed: str | None) -> dict:
+def trainer_args(cfg, work: Path, seed: int, device: str, deepspeed: str | None, deterministic: bool = False) -> dict:
     """Keyword arguments common to TRL's SFTConfig and GRPOConfig."""
     return dict(
         output_dir=str(work / "trainer"),
@@ -55,6 +55,7 @@ def trainer_args(cfg, work: Path, seed: int, device: str, deepspeed: str | None)
         save_total_limit=1,
         seed=seed,
         data_seed=seed,
+        full_determinism=deterministic,
         bf16=cfg.bf16,
         gradient_checkpointing=cfg.gradient_checkpointing,
         use_cpu=device == "cpu",

@@ -16,7 +16,7 @@ from .reward import exact_match_reward, format_reward
 
 
 def run(parent: Path, cfg, data: Dataset, work: Path, seed: int, device: str, dtype: str = "float32",
-        deepspeed: str | None = None, progress=None) -> dict:
+        deepspeed: str | None = None, progress=None, deterministic: bool = False) -> dict:
     """`data` has prompt and answer columns. Writes work/checkpoint; returns training metrics."""
     model, tokenizer, start = load_parent(parent, dtype)
     rewards, weights = [exact_match_reward], [1.0]
@@ -24,7 +24,7 @@ def run(parent: Path, cfg, data: Dataset, work: Path, seed: int, device: str, dt
         rewards.append(format_reward)
         weights.append(cfg.format_reward)
     args = GRPOConfig(
-        **trainer_args(cfg, work, seed, device, deepspeed),
+        **trainer_args(cfg, work, seed, device, deepspeed, deterministic),
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
         gradient_accumulation_steps=1,

@@ -15,11 +15,11 @@ from .common import callbacks, load_parent, lora_config, trainer_args, train_and
 
 
 def run(parent: Path, cfg, data: Dataset, work: Path, seed: int, device: str, dtype: str = "float32",
-        deepspeed: str | None = None, progress=None) -> dict:
+        deepspeed: str | None = None, progress=None, deterministic: bool = False) -> dict:
     """`data` has prompt/completion columns. Writes work/checkpoint; returns training metrics."""
     model, tokenizer, start = load_parent(parent, dtype)
     args = TRLSFTConfig(
-        **trainer_args(cfg, work, seed, device, deepspeed),
+        **trainer_args(cfg, work, seed, device, deepspeed, deterministic),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
