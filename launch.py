@@ -37,7 +37,12 @@ def main(cfg: DictConfig) -> None:
     from atomic_comp import job
 
     out = Path(typed.output_dir or HydraConfig.get().runtime.output_dir)
-    results = job.run(typed, out)
+    try:
+        results = job.run(typed, out)
+    except Exception:
+        # into launch.log too: a multirun or SLURM job's failure otherwise ends in Hydra's return value only
+        logging.getLogger("atomic_comp").exception("the job failed")
+        raise
     if results.get("rank", 0) == 0:  # data-parallel jobs: one table, from rank 0
         table = f"{job.headline_table(results)}\nresults: {out / 'results.json'}"
         print(table)

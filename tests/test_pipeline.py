@@ -332,3 +332,15 @@ def test_suite_by_pipeline_runs_each_stage_once_and_assembles_the_suite(tmp_path
             trained += [s["key"] for s in rec["stages"] if not s["cached"]]
     assert sorted(trained) == sorted({s["key"] for rec in assembled.values() for s in rec["stages"]})
     assert "SFT(Mem+Ctx)->RL(Comp)" in (tmp_path / "out" / "suite" / "report.md").read_text()
+
+
+def test_a_job_that_fails_mid_work_leaves_its_traceback_in_launch_log(tmp_path):
+    """Past validation, a failure (here: a released-data folder without its files) is written into the job's
+    own log, where a SLURM job's failure is looked for."""
+    (tmp_path / "released").mkdir()
+    run = launch(["pipeline=sft_mem_ctx", f"recipe.released_dir={tmp_path / 'released'}"], tmp_path / "cache",
+                 tmp_path / "out")
+    assert run.returncode != 0
+    log = (tmp_path / "out" / "launch.log").read_text()
+    assert "the job failed" in log and "Traceback" in log and "no train_sft.json or train_sft.jsonl" in log
+    assert not (tmp_path / "out" / "results.json").exists()

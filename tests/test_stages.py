@@ -126,3 +126,21 @@ def test_fused_head_on_cpu_scores_only_labelled_positions_and_matches_plain_cros
     assert mask.sum() < mask.numel() / 2  # most positions carry no label, so compaction matters
     assert fused == pytest.approx(plain, rel=1e-5)
     torch.testing.assert_close(fused_grad, plain_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_resume_skips_a_checkpoint_a_kill_cut_short(tmp_path):
+    """The Trainer writes trainer_state.json last: a checkpoint without a readable one was cut short by a kill
+    (a SLURM requeue mid-save) and must be neither resumed from nor left for the rotation."""
+    from atomic_comp.stages.common import last_complete_checkpoint
+
+    trainer = tmp_path / "trainer"
+    assert last_complete_checkpoint(trainer) is None
+    for step, state in ((5, '{"global_step": 5}'), (10, None), (15, '{"global_st')):
+        ckpt = trainer / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "model.safetensors").write_bytes(b"weights")
+        if state is not None:
+            (ckpt / "trainer_state.json").write_text(state)
+    (trainer / "checkpoint-notes").mkdir()
+    assert last_complete_checkpoint(trainer) == str(trainer / "checkpoint-5")
+    assert sorted(p.name for p in trainer.iterdir()) == ["checkpoint-5", "checkpoint-notes"]

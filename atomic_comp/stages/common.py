@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from atomic_comp.models import load_model, load_tokenizer, save_checkpoint
 
@@ -99,9 +102,27 @@ def lora_config(lora):
                       target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest trainer checkpoint that was fully written, or None. The Trainer writes trainer_state.json
+    last, so a kill mid-save leaves a checkpoint without a readable one: it is removed, so that neither the
+    resume nor the Trainer's checkpoint rotation picks it up."""
+    if not folder.is_dir():
+        return None
+    steps = sorted(((int(p.name.rpartition("-")[2]), p) for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                    if p.is_dir() and p.name.rpartition("-")[2].isdigit()), reverse=True)
+    for _, path in steps:
+        try:
+            json.loads((path / TRAINER_STATE_NAME).read_text())
+            return str(path)
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)  # data-parallel ranks may race to remove it
+    return None
+
+
 def train_and_publish(trainer, work: Path, tokenizer, start: dict) -> dict:
-    """Train (resuming from the stage's last trainer checkpoint, if a killed run left one) and save the model."""
-    last = get_last_checkpoint(str(work / "trainer")) if (work / "trainer").is_dir() else None
+    """Train (resuming from the stage's last complete trainer checkpoint, if a killed run left one) and save
+    the model."""
+    last = last_complete_checkpoint(work / "trainer")
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0
