@@ -38,7 +38,7 @@ def stats_table(data: Data) -> str:
                     lines.append(f"  {task:<5} {level:<12} " + " ".join(f"{c:>7}" for c in row) + f" {sum(row):>7}")
     lines.append(f"biographies ({len(data.splits['biographies'])} paragraphs)")
     if len(data.splits["drills"]):
-        lines.append(f"copy drills ({len(data.splits['drills'])} rows)")
+        lines.append(f"drills ({len(data.splits['drills'])} rows: copy and lookup)")
     return "\n".join(lines)
 
 

@@ -58,7 +58,7 @@ def resolve(cfg: RunConfig) -> list:
 
 
 def stage_config(cfg: RunConfig, spec: StageSpec, first: bool) -> tuple[Any, str, bool]:
-    """(typed hyperparameters, pool, mixes in the biographies and copy drills) of one stage: the kind's
+    """(typed hyperparameters, pool, mixes in the biographies and drills) of one stage: the kind's
     defaults with the stage's overrides."""
     base = cfg.stage.rl if spec.kind == "rl" else cfg.stage.sft
     schema = RLConfig if spec.kind == "rl" else SFTConfig
@@ -74,8 +74,8 @@ def stage_config(cfg: RunConfig, spec: StageSpec, first: bool) -> tuple[Any, str
 
 
 def _sft_rows(items: Dataset, data: Data | None = None) -> Dataset:
-    """Items as prompt/completion rows; with `data`, its biographies (empty prompt: plain LM) and copy
-    drills are mixed in too."""
+    """Items as prompt/completion rows; with `data`, its biographies (empty prompt: plain LM) and drills
+    (copy and lookup) are mixed in too."""
     rows = {"prompt": [format_prompt(it) for it in items], "completion": [format_completion(it) for it in items]}
     if data is not None:
         bios = data.splits["biographies"]["text"]

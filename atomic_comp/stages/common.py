@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import sort_checkpoints
 
 from atomic_comp.models import load_model, load_tokenizer, save_checkpoint
 
@@ -108,12 +108,10 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     resume nor the Trainer's checkpoint rotation picks it up."""
     if not folder.is_dir():
         return None
-    steps = sorted(((int(p.name.rpartition("-")[2]), p) for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-                    if p.is_dir() and p.name.rpartition("-")[2].isdigit()), reverse=True)
-    for _, path in steps:
+    for path in reversed(sort_checkpoints(str(folder))):  # newest step first
         try:
-            json.loads((path / TRAINER_STATE_NAME).read_text())
-            return str(path)
+            json.loads((Path(path) / TRAINER_STATE_NAME).read_text())
+            return path
         except (OSError, ValueError):
             shutil.rmtree(path, ignore_errors=True)  # data-parallel ranks may race to remove it
     return None
