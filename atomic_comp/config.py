@@ -69,6 +69,9 @@ class ContextConfig:
     facts_per_paragraph: Optional[int] = None
     # Mem items carry irrelevant context, so no skill can be keyed on whether context is present
     mem_context: bool = True
+    # false: training contexts leave out held-out relations' facts, which are never an answer there (so a
+    # model learns to skip them) but are the answer of a zero-shot hop; test contexts keep them
+    held_out_filler: bool = True
 
 
 @dataclass

@@ -8,6 +8,7 @@
 # 804 s for `python launch.py` (two threads, one stage at a time).
 # On a GPU start CUDA MPS first (`nvidia-cuda-mps-control -d`) so that the processes share it:
 #   EXP=gpu_long SEEDS=1,2,3 DEVICE=cuda OUT_DIR=multirun/gpu_long bench/suite_by_pipeline.sh
+# EXTRA holds further overrides, space-separated: EXTRA="recipe.context.held_out_filler=false stage.rl.lr=2e-4"
 set -euo pipefail
 EXP=${EXP-cpu_long}  # set but empty: no preset, the default main job
 SEEDS=${SEEDS:-1,2,3}
@@ -18,6 +19,7 @@ CACHE=${CACHE:-${ATOMIC_COMP_CACHE:-$HOME/.cache/atomic_comp}}
 PY=${PY:-python}
 common=(device="$DEVICE" logger=none cache_dir="$CACHE")
 if [ -n "$EXP" ]; then common+=(experiment="$EXP"); fi
+read -r -a extra <<<"${EXTRA:-}"; common+=("${extra[@]}")
 
 mkdir -p "$OUT_DIR/logs"
 pipelines=$($PY -c "from omegaconf import OmegaConf; print(*OmegaConf.load('conf/pipeline/headline.yaml').members)")

@@ -153,3 +153,33 @@ def test_noun_sentences_word_every_fact_with_the_questions_own_noun(tiny_world_c
     noun_sentence = f"{noun.world.names[person]}'s roommate is {noun.world.object_name(rel, person)}."
     assert noun_sentence in two[0] and noun_sentence not in one[0]
     assert plain.world.sentence(rel, person) in two[1]
+
+
+@pytest.mark.parametrize("facts_per_paragraph", [4, None])
+def test_held_out_filler_option(tiny_world_cfg, facts_per_paragraph):
+    """held_out_filler=false drops held-out relations' facts from training contexts only: the test items,
+    their contexts included, stay exactly those of the default recipe."""
+    from tests.conftest import tiny_recipe
+
+    from atomic_comp.families.biography import BiographyFamily
+
+    def family(filler: bool) -> BiographyFamily:
+        r = tiny_recipe()
+        r.context.facts_per_paragraph, r.context.held_out_filler = facts_per_paragraph, filler
+        return BiographyFamily(tiny_world_cfg, r, seed=1)
+
+    default, off = family(True), family(False)
+    world = off.world
+    held_out = [r for r, lvl in off.split.relation_level.items() if lvl == "held_out" and BY_NAME[r].group == CONTEXTUAL]
+    assert held_out
+    facts = [s for r in held_out for s in world.canonical[r].values()]
+
+    def filler_count(items) -> int:
+        return sum(any(s in it["context"] for s in facts) for it in items)
+
+    for task in ("mem", "ctx", "comp"):
+        assert filler_count(default.train_items(task, 60)) > 0  # the default states them as filler
+        assert filler_count(off.train_items(task, 60)) == 0
+        for level in ("iid", "composition", "zero_shot"):
+            assert off.test_items(task, level, 20, set()) == default.test_items(task, level, 20, set())
+    assert filler_count(off.test_items("ctx", "zero_shot", 20, set())) == 20  # a zero-shot hop's own fact

@@ -25,7 +25,8 @@ class BiographyFamily:
                                       seed, dict(lv.pinned), lv.composition_train_share)
         c = recipe_cfg.context
         self.maker = ItemMaker(self.world, self.split, recipe_cfg.hops.values(), list(recipe_cfg.hops.weights),
-                               ContextSpec(c.distractor_people, c.facts_per_paragraph, c.mem_context),
+                               ContextSpec(c.distractor_people, c.facts_per_paragraph, c.mem_context,
+                                           c.held_out_filler),
                                seed, recipe_cfg.test_people, recipe_cfg.instruction)
 
     # A chunk draws its questions' first people from a disjoint share of the people,

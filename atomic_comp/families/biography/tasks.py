@@ -59,6 +59,7 @@ class ContextSpec:
     distractor_people: int = 2  # extra contextual paragraphs, each stating a fact of a path relation about someone else
     facts_per_paragraph: int | None = None  # None: the whole contextual biography
     mem_context: bool = True  # Mem items carry irrelevant context, so every task shares one prompt format
+    held_out_filler: bool = True  # training contexts may state held-out relations' facts (never an answer there)
 
 
 class ItemMaker:
@@ -92,6 +93,7 @@ class ItemMaker:
         }
         self.ctx_people = list(world.contextual)
         self._full: dict[int, str] = {}  # whole contextual paragraphs, rendered once
+        self.held_out = frozenset(r for r, lvl in split.relation_level.items() if lvl == "held_out")
 
     def for_chunk(self, chunk: int, n_chunks: int) -> "ItemMaker":
         if n_chunks == 1:
@@ -158,9 +160,11 @@ class ItemMaker:
         return tpath, entities
 
     # -- rendering -----------------------------------------------------------
-    def _paragraph(self, person: int, must: set[str], rng: random.Random) -> str:
-        order = self.world.bio_order[person]
+    def _paragraph(self, person: int, must: set[str], rng: random.Random, skip: frozenset = frozenset()) -> str:
+        order = [r for r in self.world.bio_order[person] if r in must or r not in skip]
         k = self.context.facts_per_paragraph
+        if skip and (k is None or k >= len(order)):
+            return " ".join(self.world.canonical[r][person] for r in order)
         if k is None or k >= len(order):
             para = self._full.get(person)
             if para is None:
@@ -171,11 +175,15 @@ class ItemMaker:
         keep_set = set(keep) | set(rng.sample(others, max(0, k - len(keep))))
         return " ".join(self.world.canonical[r][person] for r in order if r in keep_set)
 
-    def _context(self, task: str, path: list[Relation], entities: list[int], rng: random.Random) -> str:
+    def _context(self, task: str, path: list[Relation], entities: list[int], rng: random.Random,
+                 side: str = "test") -> str:
         ctx_hops = [i for i, r in enumerate(path) if r.group == CONTEXTUAL]
         if task == "mem" and not self.context.mem_context:
             return ""
-        paragraphs = [self._paragraph(entities[i], {path[i].name}, rng) for i in ctx_hops]
+        # A held-out relation's fact is never a training answer, so as training filler it teaches the model
+        # to skip exactly the facts a zero-shot hop must copy; test contexts are never changed.
+        skip = self.held_out if side == "train" and not self.context.held_out_filler else frozenset()
+        paragraphs = [self._paragraph(entities[i], {path[i].name}, rng, skip) for i in ctx_hops]
         # Distractors state the same relations about other people, so a plausible
         # answer cannot be copied out of the context without following the chain.
         on_path = set(entities)
@@ -190,13 +198,13 @@ class ItemMaker:
             if person in on_path or (rel is not None and person not in self.world.facts[rel]):
                 continue
             on_path.add(person)
-            paragraphs.append(self._paragraph(person, {rel} if rel else set(), rng))
+            paragraphs.append(self._paragraph(person, {rel} if rel else set(), rng, skip))
             made += 1
         rng.shuffle(paragraphs)
         return "\n".join(paragraphs)
 
     def render(self, task: str, level: str, path_names: tuple[str, ...], entities: list[int],
-               rng: random.Random) -> dict:
+               rng: random.Random, side: str = "test") -> dict:
         world = self.world
         path = [BY_NAME[r] for r in path_names]
         answer = world.object_name(path[-1], entities[-2])
@@ -210,7 +218,7 @@ class ItemMaker:
             "hop_groups": [r.group for r in path],
             "entities": names,
             "question": question_text(path, head, rng.randrange(len(QUESTION_TEMPLATES))),
-            "context": self._context(task, path, entities, rng),
+            "context": self._context(task, path, entities, rng, side),
             "answer": answer,
             "answer_cot": chain_of_thought(world, path, entities),
             "instruction": self.instruction,
@@ -240,5 +248,5 @@ class ItemMaker:
             if key in seen:
                 continue
             seen.add(key)
-            items.append(self.render(task, level, tpath, entities, rng))
+            items.append(self.render(task, level, tpath, entities, rng, side))
         return items
