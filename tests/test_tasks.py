@@ -159,7 +159,7 @@ def test_noun_sentences_word_every_fact_with_the_questions_own_noun(tiny_world_c
 def test_held_out_filler_option(tiny_world_cfg, facts_per_paragraph):
     """held_out_filler=false drops held-out relations' facts from training contexts only: the test items,
     their contexts included, stay exactly those of the default recipe."""
-    from tests.conftest import tiny_recipe
+    from .conftest import tiny_recipe
 
     from atomic_comp.families.biography import BiographyFamily
 

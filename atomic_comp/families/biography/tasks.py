@@ -92,7 +92,7 @@ class ItemMaker:
             for lvl, rl in allowed_levels.items()
         }
         self.ctx_people = list(world.contextual)
-        self._full: dict[int, str] = {}  # whole contextual paragraphs, rendered once
+        self._full: dict[tuple[int, frozenset], str] = {}  # (person, facts left out): whole paragraph
         self.held_out = frozenset(r for r, lvl in split.relation_level.items() if lvl == "held_out")
 
     def for_chunk(self, chunk: int, n_chunks: int) -> "ItemMaker":
@@ -161,14 +161,13 @@ class ItemMaker:
 
     # -- rendering -----------------------------------------------------------
     def _paragraph(self, person: int, must: set[str], rng: random.Random, skip: frozenset = frozenset()) -> str:
-        order = [r for r in self.world.bio_order[person] if r in must or r not in skip]
+        drop = skip - must  # the needed fact always stays
+        order = [r for r in self.world.bio_order[person] if r not in drop]
         k = self.context.facts_per_paragraph
-        if skip and (k is None or k >= len(order)):
-            return " ".join(self.world.canonical[r][person] for r in order)
         if k is None or k >= len(order):
-            para = self._full.get(person)
+            para = self._full.get((person, drop))
             if para is None:
-                para = self._full[person] = " ".join(self.world.contextual_paragraph(person))
+                para = self._full[(person, drop)] = " ".join(self.world.canonical[r][person] for r in order)
             return para
         keep = [r for r in order if r in must]
         others = [r for r in order if r not in must]

@@ -103,10 +103,6 @@ class World:
     def relations_of(self, person: int, group: str) -> list[Relation]:
         return [r for r in RELATIONS if r.group == group and person in self.facts[r.name]]
 
-    def contextual_paragraph(self, person: int) -> list[str]:
-        """The person's contextual biography, one sentence per fact, in its shuffled order."""
-        return [self.canonical[name][person] for name in self.bio_order[person]]
-
     def biographies(self, paraphrases: int, seed: int, orders: int = 1) -> list[str]:
         """Parametric biographies as plain text: one paragraph per person, paraphrase and order.
 
