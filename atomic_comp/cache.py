@@ -28,6 +28,16 @@ def stable_hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:n]
 
 
+def code_version(files: tuple[str, ...]) -> str:
+    """Hash of source files of the package (paths relative to it): a key that includes it makes new cache
+    entries when the code that computes them changes."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for rel in files:
+        h.update((root / rel).read_bytes())
+    return h.hexdigest()[:12]
+
+
 def write_atomic(path: Path | str, text: str) -> None:
     """Write a small file so readers see the old or the new content, never a torn one."""
     path = Path(path)

@@ -72,6 +72,14 @@ class ContextConfig:
     # false: training contexts leave out held-out relations' facts, which are never an answer there (so a
     # model learns to skip them) but are the answer of a zero-shot hop; test contexts keep them
     held_out_filler: bool = True
+    # share of training Ctx items whose path relations get made-up nouns ("X's bralo is Y") in question,
+    # context and chain: the lookup must then match the question's word, as a held-out relation's hop must
+    # (a stand-in for what pretraining gives; needs recipe.noun_sentences; docs/tuning.md section 13)
+    nonce_relations: float = 0.0
+    # share of training Ctx items whose hop objects are swapped, throughout prompt and chain, for people or
+    # values the item does not mention: a fact memorised from other items' chains then gives the wrong
+    # answer, so only reading the context is rewarded (docs/tuning.md section 13)
+    fresh_objects: float = 0.0
 
 
 @dataclass
@@ -280,6 +288,9 @@ class EvalConfig:
     # parametric recall: cloze probes of biography facts per relation level (0 = off); it shows whether a
     # stage kept the facts no training question asks about, which the zero-shot level needs
     recall_items: int = 200
+    # teacher-forced hops: the gold chain up to each hop's object, then greedy (off: it doubles eval time). It
+    # separates finding a hop's object from writing the chain to it, and says whose fact a wrong object is
+    forced_hops: bool = False
 
 
 @dataclass
@@ -372,6 +383,12 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
     _check(c.distractor_people >= 0, f"{prefix}.context.distractor_people", c.distractor_people, "an integer >= 0")
     _check(c.facts_per_paragraph is None or c.facts_per_paragraph >= 1, f"{prefix}.context.facts_per_paragraph",
            c.facts_per_paragraph, "null or an integer >= 1")
+    _check(0.0 <= c.nonce_relations <= 1.0, f"{prefix}.context.nonce_relations", c.nonce_relations,
+           "a proportion in [0, 1]")
+    _check(c.nonce_relations == 0.0 or r.noun_sentences, f"{prefix}.context.nonce_relations", c.nonce_relations,
+           f"0 unless {prefix}.noun_sentences is true (made-up nouns replace the noun of 'X's {{noun}} is Y.')")
+    _check(0.0 <= c.fresh_objects <= 1.0, f"{prefix}.context.fresh_objects", c.fresh_objects,
+           "a proportion in [0, 1]")
     for pool in ("sft_pool", "rl_pool"):
         for task in ("mem", "ctx", "comp"):
             v = getattr(getattr(r, pool), task)

@@ -12,7 +12,7 @@ from collections import defaultdict
 import torch
 
 from atomic_comp.config import LEVEL_KEYS
-from atomic_comp.prompts import exact_match, format_prompt, parse_answer
+from atomic_comp.prompts import exact_match, format_completion, format_prompt, normalize, parse_answer
 
 
 def select_items(test, levels: list[str], tasks: list[str], max_items: int | None) -> list[dict]:
@@ -177,6 +177,96 @@ def recall(model, tokenizer, probes: list[dict], batch_size: int) -> dict:
     for p, out in zip(probes, outputs):
         by[p["relation_level"]].append({"correct": _recalled(out, p["answer"])})
     return {level: _em(by[level]) for level in LEVEL_KEYS if level in by}
+
+
+def forced_prefixes(item: dict) -> list[tuple[int, str, str]]:
+    """(hop, prompt + gold chain up to that hop's object, the object) for every hop of an item.
+
+    The object is found after the previous one, so a name that the chain also states as
+    the next hop's subject is taken at its first, object position.
+    """
+    cot, prompt = format_completion(item), format_prompt(item)
+    out, pos = [], 0
+    for i, obj in enumerate(item["entities"][1:]):
+        j = cot.find(obj, pos)
+        if j < 0:  # a released item whose chain does not state its entities
+            break
+        out.append((i, prompt + cot[:j].rstrip(), obj))
+        pos = j + len(obj)
+    return out
+
+
+def _writes(out: str, want: str) -> bool:
+    """The normalised continuation starts with the normalised name as whole words."""
+    return out.startswith(want) and not out[len(want):len(want) + 1].isalnum()
+
+
+# where a teacher-forced hop's wrong object came from, in the order the main job prints them
+WRONG_OUTCOMES = ("subject_fact", "relation_fact", "in_context", "other")
+
+
+class _Facts:
+    """The world's facts by subject and by relation, to say whose fact a wrong object is (empty for released
+    worlds, which carry no people)."""
+
+    def __init__(self, world: dict):
+        self.by_subject: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+        self.by_relation: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+        for p in world.get("people", []):
+            for group in p.get("facts", {}).values():
+                for rel, obj in group.items():
+                    self.by_subject[p["name"]][rel] = self.by_relation[rel][p["name"]] = (obj, normalize(obj))
+        self.level = {r: lv for group in world.get("levels", {}).values() for lv, rels in group.items() for r in rels}
+
+    def outcome(self, output: str, gold: str, subject: str, relation: str, context: str | None) -> str:
+        """right; subject_fact: another fact of the hop's subject, stated in the context or recalled (the
+        relation was not matched); relation_fact: this relation's object for someone else, for a contextual
+        hop one the context states (the subject was not matched); in_context: some other text the context
+        states, up to the first full stop; other: none of these."""
+        output = normalize(output)
+        if _writes(output, normalize(gold)):
+            return "right"
+        if any(_writes(output, o) for r, (_, o) in self.by_subject[subject].items() if r != relation):
+            return "subject_fact"
+        if any(_writes(output, o) and (context is None or raw in context and s in context)
+               for s, (raw, o) in self.by_relation[relation].items() if s != subject):
+            return "relation_fact"
+        span = output.split(".")[0].strip()
+        if context and span and span in normalize(context):
+            return "in_context"
+        return "other"
+
+
+def forced_hops(model, tokenizer, items: list[dict], world: dict, batch_size: int) -> tuple[dict, list[dict]]:
+    """Teacher-forced hop accuracy: the gold chain up to each hop's object, then greedy decoding.
+
+    It separates retrieving a hop's object from writing the chain that leads to it: a zero-shot
+    item fails freely when the model never writes the held-out relation, and under forcing only
+    when, given that relation, it cannot find the object. Cells are task -> level ->
+    "<hop group>/<relation level>", with where wrong objects came from (`_Facts.outcome`).
+    """
+    facts = _Facts(world)
+    jobs = [(it, i, prefix, obj) for it in items for i, prefix, obj in forced_prefixes(it)]
+    width = max((len(tokenizer(" " + obj)["input_ids"]) for *_, obj in jobs), default=1) + 2
+    outputs = generate_greedy(model, tokenizer, [prefix for _, _, prefix, _ in jobs], batch_size, width)
+    rows, cells = [], defaultdict(list)
+    for (it, i, _, obj), out in zip(jobs, outputs):
+        rel, group = it["relation_path"][i], it["hop_groups"][i]
+        row = {"task": it["task"], "level": it["level"], "question": it["question"], "hop": i, "group": group,
+               "relation": rel,
+               "relation_level": facts.level.get(rel, "unknown"), "object": obj, "output": out,
+               "outcome": facts.outcome(out, obj, it["entities"][i], rel,
+                                        it.get("context") or "" if group == "contextual" else None)}
+        rows.append(row)
+        cells[(it["task"], it["level"], f"{group}/{row['relation_level']}")].append(row)
+    result: dict = {}
+    for (task, level, cell), rs in sorted(cells.items()):
+        counts = defaultdict(int)
+        for r in rs:
+            counts[r["outcome"]] += 1
+        result.setdefault(task, {}).setdefault(level, {})[cell] = {
+            "em": counts["right"] / len(rs), "n": len(rs), "outcomes": dict(sorted(counts.items()))}
+    return result, rows
 
 
 def select_probes(probes, per_level: int) -> list[dict]:

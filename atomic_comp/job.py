@@ -37,6 +37,20 @@ def headline_table(results: dict) -> str:
         parts += ["", "Parametric recall (biography cloze, %) of each pipeline's last stage, by relation level:"]
         parts += [f"  {name:<28} " + "  ".join(f"{lv} {100 * c['em']:.0f}" for lv, c in r.items())
                   for name, r in recall.items() if r]
+    forced = {name: rec["eval"][rec["stages"][-1]["name"]].get("forced_hops") for name, rec in results["pipelines"].items()}
+    if any(forced.values()):
+        from atomic_comp.evaluate import WRONG_OUTCOMES
+
+        parts += ["", "Teacher-forced zero-shot hops of each pipeline's last stage, by hop group / relation level:",
+                  "  % right (of wrong: subject's other fact / relation's object for someone else / other text of"
+                  " the context / none of these)"]
+        for name, f in forced.items():
+            for task, levels in (f or {}).items():
+                cells = levels.get("zero_shot", {})
+                if cells:
+                    parts.append(f"  {name:<28} {task:<5} " + "  ".join(
+                        f"{cell} {100 * c['em']:.0f} ({'/'.join(str(c['outcomes'].get(o, 0)) for o in WRONG_OUTCOMES)}"
+                        f" of {c['n']})" for cell, c in cells.items()))
     stages: dict = {}  # each stage as its first pipeline ran it (later ones find it cached)
     for rec in results["pipelines"].values():
         for s in ([rec["injection"]] if rec.get("injection") else []) + rec["stages"]:
@@ -118,15 +132,16 @@ def run(cfg: RunConfig, out: Path) -> dict:
     if cells:
         results["chart"] = str(level_bars(cells, out / "comp_levels.png"))
     cache.write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
-    samples = []  # sampled pass@k completions, beside the greedy predictions
-    for name, rec in results["pipelines"].items():
-        for stage in rec["stages"]:
-            path = Path(stage.get("eval_path", "")) / "passk_samples.jsonl"
-            if path.is_file():
-                samples += [json.dumps(dict(json.loads(line), pipeline=name, stage=stage["name"])) + "\n"
-                            for line in path.read_text().splitlines()]
-    if samples:
-        cache.write_atomic(out / "passk_samples.jsonl", "".join(samples))
+    for rows_file in ("passk_samples.jsonl", "forced_hops.jsonl"):  # optional evaluations' rows, beside predictions
+        rows = []
+        for name, rec in results["pipelines"].items():
+            for stage in rec["stages"]:
+                path = Path(stage.get("eval_path", "")) / rows_file
+                if path.is_file():
+                    rows += [json.dumps(dict(json.loads(line), pipeline=name, stage=stage["name"])) + "\n"
+                             for line in path.read_text().splitlines()]
+        if rows:
+            cache.write_atomic(out / rows_file, "".join(rows))
     cache.write_atomic(out / "results.json", json.dumps(results, indent=1))  # last: the job's one record
     tracker.finish(out / "results.json")
     progress({"status": "done"})

@@ -250,12 +250,21 @@ def publish_ranked(root: Path, key: str, build: Callable[[Path], None], resume: 
     return entry, built
 
 
+# the metric's code: a change to it re-scores cached checkpoints instead of reusing old numbers
+EVAL_CODE_FILES = ("evaluate.py", "prompts.py")
+
+
+def eval_key(cfg: RunConfig, data: Data, record: dict) -> str:
+    return "eval-" + cache.stable_hash({"stage": record["key"], "eval": dataclasses.asdict(cfg.eval), "data": data.key,
+                                        "code": cache.code_version(EVAL_CODE_FILES)})
+
+
 def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root: Path, device: str,
                    progress: Progress | None = None) -> tuple[dict, list]:
-    """Greedy exact match of a stage's checkpoint, cached per (stage key, eval config)."""
-    from atomic_comp.evaluate import evaluate, evaluate_passk, recall, select_items, select_probes
+    """Greedy exact match of a stage's checkpoint, cached per (stage key, eval config, eval code)."""
+    from atomic_comp.evaluate import evaluate, evaluate_passk, forced_hops, recall, select_items, select_probes
 
-    key = "eval-" + cache.stable_hash({"stage": record["key"], "eval": dataclasses.asdict(cfg.eval), "data": data.key})
+    key = eval_key(cfg, data, record)
 
     def build(work: Path) -> None:
         import torch
@@ -277,6 +286,11 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
         if e.recall_items > 0 and "recall" in data.splits:  # released files carry no probes
             metrics["recall"] = recall(model, tok, select_probes(data.splits["recall"], e.recall_items),
                                        e.batch_size)
+        if e.forced_hops:
+            metrics["forced_hops"], rows = forced_hops(model, tok, items, data.world, e.batch_size)
+            with open(work / "forced_hops.jsonl", "w") as f:
+                for row in rows:
+                    f.write(json.dumps(row) + "\n")
         del model
         if device == "cuda":
             torch.cuda.empty_cache()

@@ -52,11 +52,7 @@ _CODE_FILES = ("recipe.py", "families/biography/world.py", "families/biography/t
 
 def data_code_version() -> str:
     """Hash of the code that generates data, so a change to it makes new cache entries."""
-    root = Path(__file__).parent
-    h = hashlib.sha256()
-    for rel in _CODE_FILES:
-        h.update((root / rel).read_bytes())
-    return h.hexdigest()[:12]
+    return cache.code_version(_CODE_FILES)
 
 
 def data_key(world: WorldConfig, recipe: RecipeConfig, seed: int, family: str = "biography") -> str:

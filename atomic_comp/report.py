@@ -65,6 +65,10 @@ def collect(sweep: Path) -> tuple[dict, list[dict], dict]:
                             values[(name, setting, "rl_gain", task, level, last)][seed] = cell["em"] - before["em"]
             for level, cell in rec["eval"][last].get("recall", {}).items():
                 values[(name, setting, "recall", "parametric", level, last)][seed] = cell["em"]
+            for task, levels in rec["eval"][last].get("forced_hops", {}).items():
+                for level, cells in levels.items():
+                    for cell, c in cells.items():
+                        values[(name, setting, "forced_hop", task, f"{level}:{cell}", last)][seed] = c["em"]
             for level, curve in rec["eval"][last].get("pass_at_k", {}).items():
                 for k, v in curve.items():
                     passk[(name, setting, level)][int(k)].append(v)
@@ -135,6 +139,16 @@ def markdown(table: list[dict]) -> str:
             vals = [recall.get((p, s, lv)) for lv in LEVEL_KEYS]
             txt = [_mean_std_cell(v) for v in vals]
             lines.append(f"| {p} | {s} | " + " | ".join(txt) + f" | {max(v['n_seeds'] for v in vals if v)} |")
+        lines.append("")
+    forced = [r for r in table if r["status"] == "ok" and r["metric"] == "forced_hop"]
+    if forced:
+        lines += ["## Teacher-forced hops", "",
+                  "Hop accuracy with the gold chain forced up to the hop's object (`eval.forced_hops`), of each "
+                  "pipeline's last stage, mean ± std (points).", "",
+                  "| pipeline | setting | task | level: hop group / relation level | forced hop | seeds |",
+                  "| --- | --- | --- | --- | ---: | ---: |"]
+        lines += [f"| {r['pipeline']} | {r['setting']} | {r['task']} | {r['level']} | {_mean_std_cell(r)} | "
+                  f"{r['n_seeds']} |" for r in forced]
         lines.append("")
     missing = [r for r in table if r["status"] == "missing"]
     if missing:

@@ -57,6 +57,9 @@ def test_pipeline_options_are_slugs_of_their_names():
     ("eval.recall_items=-1", "eval.recall_items"),
     ("recipe.copy_drills=-5", "recipe.copy_drills"),
     ("recipe.lookup_drills=-1", "recipe.lookup_drills"),
+    ("recipe.context.nonce_relations=1.5", "recipe.context.nonce_relations"),
+    ("recipe.context.nonce_relations=0.5", "recipe.context.nonce_relations"),  # needs noun_sentences
+    ("recipe.context.fresh_objects=-0.1", "recipe.context.fresh_objects"),
     ("model.num_heads=3", "model.num_heads"),
     ("pipeline.members=[nope]", "pipeline.members"),
     ("+pipeline.stages=[{kind: sft, tasks: [mem]}]", "pipeline"),

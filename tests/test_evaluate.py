@@ -173,3 +173,66 @@ def test_sampling_shares_the_prefill_and_matches_greedy_at_low_temperature(tiny_
         assert s == [g, g, g]
     hot = sample_completions(model, tok, prompts[:1], n=8, temperature=1.0, top_p=1.0, max_new_tokens=12)
     assert len(set(hot[0])) > 1
+
+
+def test_forced_prefixes_stop_each_gold_chain_right_before_each_hop_object(tiny_data):
+    from atomic_comp.evaluate import forced_prefixes
+
+    test = tiny_data.splits["test"]
+    for it in (test[i] for i in range(0, len(test), 7)):
+        full = format_prompt(it) + format_completion(it)
+        forced = forced_prefixes(it)
+        assert [hop for hop, _, _ in forced] == list(range(it["hops"]))
+        for hop, prefix, obj in forced:
+            assert obj == it["entities"][hop + 1]
+            assert full.startswith(prefix) and full[len(prefix):].lstrip().startswith(obj)
+            # the chain so far names every earlier object, and this hop's object is not yet written
+            assert all(o in prefix[len(format_prompt(it)):] for o in it["entities"][1:hop + 1])
+        assert len({p for _, p, _ in forced}) == len(forced)
+
+
+def test_forced_hops_scores_each_hop_and_says_whose_fact_a_wrong_object_is(tiny_data):
+    """A model that gets hop 0 right and answers hop 1 with its subject's other fact (zero-shot items), with
+    someone else's fact of the same relation (I.I.D.), or, for a contextual hop, with such a fact that the
+    context does not state (composition): the cells and outcome counts must say exactly that."""
+    from atomic_comp.evaluate import forced_hops, forced_prefixes
+
+    facts = {p["name"]: {r: o for g in p["facts"].values() for r, o in g.items()} for p in tiny_data.world["people"]}
+    table, expect, items, recalled = {}, [], [], 0
+    for it in _items(tiny_data, 200):
+        if it["hops"] != 2 or it["entities"][1] not in facts:
+            continue
+        rel, subject, obj = it["relation_path"][1], it["entities"][1], it["entities"][2]
+        ctx = it["context"] if it["hop_groups"][1] == "contextual" else None
+        # a subject's other fact counts whether the context states it or it is recalled
+        others = sorted(o for r, o in facts[subject].items() if r != rel and o != obj)
+        theirs = [(o, name in (ctx or name) and o in (ctx or o)) for name, f in facts.items()
+                  if name != subject and rel in f and f[rel] != obj and f[rel] not in facts[subject].values()
+                  for o in [f[rel]]]
+        if it["level"] == "zero_shot" and others:
+            wrong, outcome = others[0], "subject_fact"
+            recalled += ctx is not None and wrong not in ctx
+        elif it["level"] == "iid" and any(ok for _, ok in theirs):
+            wrong, outcome = next(o for o, ok in theirs if ok), "relation_fact"
+        elif it["level"] == "composition" and ctx and any(o not in ctx for o, _ in theirs):
+            wrong, outcome = next(o for o, _ in theirs if o not in ctx), "other"  # not in this prompt: no lookup slip
+        else:
+            continue
+        (_, first, gold0), (_, second, _) = forced_prefixes(it)
+        table[first], table[second] = f" {gold0}.", f" {wrong}."
+        expect += ["right", outcome]
+        items.append(it)
+    assert {"subject_fact", "relation_fact", "other"} <= set(expect) and recalled > 0
+    tok = build_tokenizer(list(table) + list(table.values()))
+    result, rows = forced_hops(OracleLM(tok, table), tok, items, tiny_data.world, batch_size=9)
+    assert [r["outcome"] for r in rows] == expect
+    # rows follow the items' order; a zero-shot item has a held-out relation on some hop, other items none
+    for k, it in enumerate(items):
+        pair = rows[2 * k:2 * k + 2]
+        assert [r["object"] for r in pair] == it["entities"][1:]
+        assert any(r["relation_level"] == "held_out" for r in pair) == (it["level"] == "zero_shot")
+    for task, levels in result.items():
+        for level, cells in levels.items():
+            for cell, c in cells.items():
+                assert cell.split("/")[0] in ("parametric", "contextual") and c["n"] == sum(c["outcomes"].values())
+                assert c["em"] == c["outcomes"].get("right", 0) / c["n"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -271,6 +272,25 @@ def test_stage_keys_depend_only_on_what_changes_the_stage():
     assert keys("recipe.hops.min=1", "recipe.hops.weights=[0.5,0.5]")[0] != base[0]
 
 
+def test_eval_keys_change_with_the_metric_code_not_only_its_config(monkeypatch):
+    """A cached evaluation is reused only while the code that scores it is the same."""
+    from types import SimpleNamespace
+
+    from hydra import compose, initialize_config_dir
+
+    from atomic_comp import pipeline as pl
+    from atomic_comp.config import RunConfig, to_typed
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = to_typed(compose("config", overrides=["experiment=smoke"]), RunConfig)
+    data, record = SimpleNamespace(key="data-x"), {"key": "stage-y"}
+    base = pl.eval_key(cfg, data, record)
+    assert pl.eval_key(cfg, data, record) == base
+    assert pl.eval_key(cfg, data, {"key": "stage-z"}) != base
+    monkeypatch.setattr(pl, "EVAL_CODE_FILES", ("evaluate.py",))  # as if prompts.py's bytes had changed
+    assert pl.eval_key(cfg, data, record) != base
+
+
 def test_plan_matches_the_keys_a_run_uses(two_pipelines):
     from hydra import compose, initialize_config_dir
 
@@ -344,3 +364,30 @@ def test_a_job_that_fails_mid_work_leaves_its_traceback_in_launch_log(tmp_path):
     log = (tmp_path / "out" / "launch.log").read_text()
     assert "the job failed" in log and "Traceback" in log and "no train_sft.json or train_sft.jsonl" in log
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summary(two_pipelines):
+    _, _, root = two_pipelines
+    out = root / "forced"
+    from atomic_comp.evaluate import WRONG_OUTCOMES
+
+    res = launch(["pipeline=sft_mem_ctx", "eval.forced_hops=true"], root / "cache", out)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rec = results(out)["pipelines"]["SFT(Mem+Ctx)"]
+    assert rec["stages"][0]["cached"] is True
+    forced = rec["eval"]["SFT(Mem+Ctx)"]["forced_hops"]
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "forced_hops.jsonl").read_text().splitlines()]
+    # one row per hop of every evaluated item, and the cells count exactly those rows
+    assert len(rows) == sum(p["hops"] for p in preds)
+    assert sum(c["n"] for levels in forced.values() for cells in levels.values() for c in cells.values()) == len(rows)
+    assert {r["relation_level"] for r in rows if r["level"] == "zero_shot"} >= {"held_out"}
+    assert all(r["pipeline"] == "SFT(Mem+Ctx)" and r["outcome"] in ("right", *WRONG_OUTCOMES) for r in rows)
+    assert "Teacher-forced zero-shot hops" in res.stdout + res.stderr
+    from atomic_comp.report import collect, markdown, rows as table_rows
+
+    sweep = root / "forced_sweep"
+    shutil.copytree(out, sweep / "seed=1")
+    values, missing, _ = collect(sweep)
+    text = markdown(table_rows(values, missing))
+    assert "## Teacher-forced hops" in text and "zero_shot:contextual/held_out" in text

@@ -183,3 +183,101 @@ def test_held_out_filler_option(tiny_world_cfg, facts_per_paragraph):
         for level in ("iid", "composition", "zero_shot"):
             assert off.test_items(task, level, 20, set()) == default.test_items(task, level, 20, set())
     assert filler_count(off.test_items("ctx", "zero_shot", 20, set())) == 20  # a zero-shot hop's own fact
+
+
+def test_nonce_relations_rename_a_share_of_training_ctx_items_and_nothing_else(tiny_world_cfg):
+    """nonce_relations renames the path relations of that share of training Ctx items, consistently in
+    question, context and chain, to made-up nouns that are no word of the world; every other item, and every
+    test item, stays exactly the default's."""
+    import re
+
+    from .conftest import tiny_recipe
+
+    from atomic_comp.families.biography import BiographyFamily
+    from atomic_comp.families.biography.tasks import nonce_nouns
+
+    def family(share: float) -> BiographyFamily:
+        r = tiny_recipe(noun_sentences=True)
+        r.context.nonce_relations = share
+        return BiographyFamily(tiny_world_cfg, r, seed=1)
+
+    default, nonce = family(0.0), family(0.5)
+    pool = set(nonce_nouns(nonce.world, 1))
+    world_words = {w.lower() for per in nonce.world.canonical.values() for t in per.values()
+                   for w in re.findall(r"\w+", t)}
+    assert len(pool) == 400 and not pool & world_words
+    for task in ("mem", "comp"):
+        assert nonce.train_items(task, 60) == default.train_items(task, 60)
+    for task in ("mem", "ctx", "comp"):
+        for level in ("iid", "composition", "zero_shot"):
+            assert nonce.test_items(task, level, 20, set()) == default.test_items(task, level, 20, set())
+    plain, renamed = default.train_items("ctx", 200), nonce.train_items("ctx", 200)
+    changed = 0
+    for a, b in zip(plain, renamed):
+        assert {k: v for k, v in a.items() if k not in ("question", "context", "answer_cot")} == \
+            {k: v for k, v in b.items() if k not in ("question", "context", "answer_cot")}
+        if a == b:
+            continue
+        changed += 1
+        rels = [BY_NAME[r] for r in dict.fromkeys(b["relation_path"])]
+        words = [w for w in re.findall(r"[a-z]+", b["question"]) if w in pool]
+        assert len(words) == len(b["relation_path"]) and len(set(words)) == len(rels)
+        assert not any(r.noun in b["question"] for r in rels)
+        # every chain step is a sentence of the context: the renamed facts can still be looked up
+        steps = b["answer_cot"].split(" So, the answer is:")[0].split(". ")
+        assert all(step.rstrip(".") + "." in b["context"] for step in steps)
+        for w in words:
+            assert f"'s {w} is " in b["answer_cot"] and f"'s {w} is " in b["context"]
+        # undoing the renaming gives back the default item exactly
+        hop_words = re.findall(r"'s ([a-z]+) is ", b["answer_cot"])
+        assert set(hop_words) == set(words)
+        undone = dict(b)
+        for w, rel in zip(hop_words, b["relation_path"]):
+            noun = BY_NAME[rel].noun
+            undone["question"] = re.sub(rf"\b{w}\b", noun, undone["question"])
+            for key in ("context", "answer_cot"):
+                undone[key] = undone[key].replace(f"'s {w} is ", f"'s {noun} is ")
+        assert undone == a
+    assert 0.35 * len(plain) < changed < 0.65 * len(plain)
+
+
+def test_fresh_objects_swap_a_share_of_training_ctx_objects_for_unmentioned_ones(tiny_world_cfg):
+    """fresh_objects swaps each hop's object of that share of training Ctx items, throughout context and chain,
+    for a person or value the item did not mention; the chain still follows the context, and every other
+    item, test items included, stays exactly the default's."""
+    import re
+
+    from .conftest import tiny_recipe
+
+    from atomic_comp.families.biography import BiographyFamily
+
+    def family(share: float) -> BiographyFamily:
+        r = tiny_recipe()
+        r.context.fresh_objects = share
+        return BiographyFamily(tiny_world_cfg, r, seed=1)
+
+    default, fresh = family(0.0), family(0.5)
+    for task in ("mem", "comp"):
+        assert fresh.train_items(task, 60) == default.train_items(task, 60)
+    for level in ("iid", "composition", "zero_shot"):
+        assert fresh.test_items("ctx", level, 20, set()) == default.test_items("ctx", level, 20, set())
+    plain, swapped = default.train_items("ctx", 200), fresh.train_items("ctx", 200)
+    changed = 0
+    for a, b in zip(plain, swapped):
+        if a == b:
+            continue
+        changed += 1
+        old_text = " ".join((a["question"], a["context"], a["answer_cot"]))
+        assert b["question"] == a["question"] and b["relation_path"] == a["relation_path"]
+        assert b["entities"][0] == a["entities"][0] and b["answer"] == b["entities"][-1]
+        assert all(new not in old_text for new in b["entities"][1:])
+        # the chain is still read off the context: every step is one of its sentences
+        steps = b["answer_cot"].split(" So, the answer is:")[0].split(". ")
+        assert all(step.rstrip(".") + "." in b["context"] for step in steps)
+        assert b["answer_cot"].endswith(f"So, the answer is: {b['answer']}")
+        undone = dict(b)
+        for old, new in zip(a["entities"][1:], b["entities"][1:]):
+            for key in ("context", "answer_cot"):
+                undone[key] = re.sub(rf"(?<!\w){re.escape(new)}(?!\w)", old, undone[key])
+        assert dict(undone, entities=a["entities"], answer=a["answer"]) == a
+    assert 0.35 * len(plain) < changed < 0.65 * len(plain)

@@ -9,7 +9,9 @@ a pattern with at least one hop of each.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
+import re
 from dataclasses import dataclass
 
 from atomic_comp.prompts import ANSWER_MARKER
@@ -54,12 +56,29 @@ def chain_of_thought(world: World, path: list[Relation], entities: list[int]) ->
     return " ".join(steps) + f" {ANSWER_MARKER} {world.object_name(path[-1], entities[-2])}"
 
 
+def nonce_nouns(world: World, seed: int, n: int = 400) -> list[str]:
+    """n made-up lowercase nouns ("bralo", "tesku"), none of them a word of the world's text."""
+    taken = {w.lower() for per in world.canonical.values() for text in per.values() for w in re.findall(r"\w+", text)}
+    taken |= {w for r in RELATIONS for w in r.noun.split()}
+    rng = random.Random(f"nonce-{seed}")
+    syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+    words: list[str] = []
+    while len(words) < n:
+        w = "".join(rng.choice(syllables) for _ in range(rng.choice((2, 3)))) + rng.choice(("", "n", "k", "l"))
+        if w not in taken:
+            taken.add(w)
+            words.append(w)
+    return words
+
+
 @dataclass(frozen=True)
 class ContextSpec:
     distractor_people: int = 2  # extra contextual paragraphs, each stating a fact of a path relation about someone else
     facts_per_paragraph: int | None = None  # None: the whole contextual biography
     mem_context: bool = True  # Mem items carry irrelevant context, so every task shares one prompt format
     held_out_filler: bool = True  # training contexts may state held-out relations' facts (never an answer there)
+    nonce_relations: float = 0.0  # share of training Ctx items whose relations are renamed to made-up nouns
+    fresh_objects: float = 0.0  # share of training Ctx items whose hop objects are swapped for unrelated ones
 
 
 class ItemMaker:
@@ -94,6 +113,9 @@ class ItemMaker:
         self.ctx_people = list(world.contextual)
         self._full: dict[tuple[int, frozenset], str] = {}  # (person, facts left out): whole paragraph
         self.held_out = frozenset(r for r, lvl in split.relation_level.items() if lvl == "held_out")
+        if context.nonce_relations:
+            assert world.noun_sentences, "nonce relations rename the noun of 'X's {noun} is Y.' sentences"
+            self.nonce = nonce_nouns(world, seed)
 
     def for_chunk(self, chunk: int, n_chunks: int) -> "ItemMaker":
         if n_chunks == 1:
@@ -209,20 +231,60 @@ class ItemMaker:
         answer = world.object_name(path[-1], entities[-2])
         head = world.names[entities[0]]
         names = [world.names[e] for e in entities[:-1]] + [answer]
-        return {
+        template = rng.randrange(len(QUESTION_TEMPLATES))
+        item = {
             "task": task,
             "level": level,
             "hops": len(path),
             "relation_path": list(path_names),
             "hop_groups": [r.group for r in path],
             "entities": names,
-            "question": question_text(path, head, rng.randrange(len(QUESTION_TEMPLATES))),
+            "question": question_text(path, head, template),
             "context": self._context(task, path, entities, rng, side),
             "answer": answer,
             "answer_cot": chain_of_thought(world, path, entities),
             "instruction": self.instruction,
             "gen_type": GEN_TYPE[task],
         }
+        if side == "train" and task == "ctx":
+            self._fresh_objects(item, path)
+            self._nonce_relations(item, path, head, template)
+        return item
+
+    def _fresh_objects(self, item: dict, path: list[Relation]) -> None:
+        """Swap each hop's object, everywhere in the prompt and chain, for a person (value) the item does not
+        mention: the context then states facts that memory contradicts, and only reading it is rewarded."""
+        share = self.context.fresh_objects
+        # its own draw, so that the items are the default's and only the wording of some changes
+        own = random.Random(f"fresh|{self.seed}|{item['question']}|{item['context']}") if share else None
+        if not own or own.random() >= share:
+            return
+        text = " ".join((item["question"], item["context"], item["answer_cot"]))
+        fresh: list[str] = []
+        for rel in path:
+            pool = self.world.names if rel.person else sorted(set(self.world.facts[rel.name].values()))
+            unused = [x for x in pool if x not in text and not any(x in e or e in x for e in item["entities"] + fresh)]
+            if not unused:  # a tiny world can run out; the item then stays as it is
+                return
+            fresh.append(own.choice(unused))
+        for old, new in zip(item["entities"][1:], fresh):
+            for key in ("context", "answer_cot"):
+                item[key] = re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", new, item[key])
+        item["entities"] = item["entities"][:1] + fresh
+        item["answer"] = fresh[-1]
+
+    def _nonce_relations(self, item: dict, path: list[Relation], head: str, template: int) -> None:
+        share = self.context.nonce_relations
+        own = random.Random(f"nonce|{self.seed}|{item['question']}|{item['context']}") if share else None
+        if own and own.random() < share:
+            # A made-up noun has no meaning the model could have learnt: the hop's fact can only be found by
+            # matching the question's word in the context, which is what a held-out relation's hop needs.
+            rels = list(dict.fromkeys(path))
+            nonce = dict(zip(rels, own.sample(self.nonce, len(rels))))
+            item["question"] = question_text([dataclasses.replace(r, noun=nonce[r]) for r in path], head, template)
+            for key in ("context", "answer_cot"):
+                for r in rels:
+                    item[key] = item[key].replace(f"'s {r.noun} is ", f"'s {nonce[r]} is ")
 
     # -- item sets -----------------------------------------------------------
     def make(self, task: str, level: str, side: str, n: int, seen: set, label: str,
