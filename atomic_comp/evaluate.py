@@ -7,7 +7,7 @@ after the last 'So, the answer is:'; a missing marker counts as wrong.
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import torch
 
@@ -252,18 +252,15 @@ def forced_hops(model, tokenizer, items: list[dict], world: dict, batch_size: in
     rows, cells = [], defaultdict(list)
     for (it, i, _, obj), out in zip(jobs, outputs):
         rel, group = it["relation_path"][i], it["hop_groups"][i]
+        context = it.get("context") or "" if group == "contextual" else None  # parametric: no context counts
         row = {"task": it["task"], "level": it["level"], "question": it["question"], "hop": i, "group": group,
-               "relation": rel,
-               "relation_level": facts.level.get(rel, "unknown"), "object": obj, "output": out,
-               "outcome": facts.outcome(out, obj, it["entities"][i], rel,
-                                        it.get("context") or "" if group == "contextual" else None)}
+               "relation": rel, "relation_level": facts.level.get(rel, "unknown"), "object": obj, "output": out,
+               "outcome": facts.outcome(out, obj, it["entities"][i], rel, context)}
         rows.append(row)
         cells[(it["task"], it["level"], f"{group}/{row['relation_level']}")].append(row)
     result: dict = {}
     for (task, level, cell), rs in sorted(cells.items()):
-        counts = defaultdict(int)
-        for r in rs:
-            counts[r["outcome"]] += 1
+        counts = Counter(r["outcome"] for r in rs)
         result.setdefault(task, {}).setdefault(level, {})[cell] = {
             "em": counts["right"] / len(rs), "n": len(rs), "outcomes": dict(sorted(counts.items()))}
     return result, rows

@@ -16,13 +16,15 @@ from atomic_comp.recipe import load_data
 log = logging.getLogger(__name__)
 
 
+def last_stage_metric(results: dict, metric: str) -> dict:
+    """{pipeline: the `metric` block of its last stage's evaluation, or None}."""
+    return {name: rec["eval"][rec["stages"][-1]["name"]].get(metric) for name, rec in results["pipelines"].items()}
+
+
 def comp_cells(results: dict) -> dict[str, dict[str, float]]:
     """{pipeline: {level: Comp exact match of its last stage, in points}}."""
-    cells = {}
-    for name, rec in results["pipelines"].items():
-        comp = rec["eval"][rec["stages"][-1]["name"]].get("comp", {})
-        cells[name] = {lv: 100 * cell["em"] for lv, cell in comp.items()}
-    return cells
+    return {name: {lv: 100 * cell["em"] for lv, cell in (comp or {}).items()}
+            for name, comp in last_stage_metric(results, "comp").items()}
 
 
 def headline_table(results: dict) -> str:
@@ -32,12 +34,12 @@ def headline_table(results: dict) -> str:
     parts = [table_text(comp_cells(results))]
     if results.get("claims"):
         parts += ["", "The study's claims (Comp exact match, points):", claims_text(results["claims"])]
-    recall = {name: rec["eval"][rec["stages"][-1]["name"]].get("recall") for name, rec in results["pipelines"].items()}
+    recall = last_stage_metric(results, "recall")
     if any(recall.values()):
         parts += ["", "Parametric recall (biography cloze, %) of each pipeline's last stage, by relation level:"]
         parts += [f"  {name:<28} " + "  ".join(f"{lv} {100 * c['em']:.0f}" for lv, c in r.items())
                   for name, r in recall.items() if r]
-    forced = {name: rec["eval"][rec["stages"][-1]["name"]].get("forced_hops") for name, rec in results["pipelines"].items()}
+    forced = last_stage_metric(results, "forced_hops")
     if any(forced.values()):
         from atomic_comp.evaluate import WRONG_OUTCOMES
 

@@ -251,13 +251,19 @@ class ItemMaker:
             self._nonce_relations(item, path, head, template)
         return item
 
+    def _chosen(self, item: dict, what: str, share: float) -> random.Random | None:
+        """The item's own generator if it is among `share` of items to change, else None. Its own draw, so
+        that the items stay the default's and only the wording of some changes."""
+        if not share:
+            return None
+        own = random.Random(f"{what}|{self.seed}|{item['question']}|{item['context']}")
+        return own if own.random() < share else None
+
     def _fresh_objects(self, item: dict, path: list[Relation]) -> None:
         """Swap each hop's object, everywhere in the prompt and chain, for a person (value) the item does not
         mention: the context then states facts that memory contradicts, and only reading it is rewarded."""
-        share = self.context.fresh_objects
-        # its own draw, so that the items are the default's and only the wording of some changes
-        own = random.Random(f"fresh|{self.seed}|{item['question']}|{item['context']}") if share else None
-        if not own or own.random() >= share:
+        own = self._chosen(item, "fresh", self.context.fresh_objects)
+        if own is None:
             return
         text = " ".join((item["question"], item["context"], item["answer_cot"]))
         fresh: list[str] = []
@@ -274,9 +280,8 @@ class ItemMaker:
         item["answer"] = fresh[-1]
 
     def _nonce_relations(self, item: dict, path: list[Relation], head: str, template: int) -> None:
-        share = self.context.nonce_relations
-        own = random.Random(f"nonce|{self.seed}|{item['question']}|{item['context']}") if share else None
-        if own and own.random() < share:
+        own = self._chosen(item, "nonce", self.context.nonce_relations)
+        if own is not None:
             # A made-up noun has no meaning the model could have learnt: the hop's fact can only be found by
             # matching the question's word in the context, which is what a held-out relation's hop needs.
             rels = list(dict.fromkeys(path))
