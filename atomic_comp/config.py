@@ -80,6 +80,10 @@ class ContextConfig:
     # values the item does not mention: a fact memorised from other items' chains then gives the wrong
     # answer, so only reading the context is rewarded (docs/tuning.md section 13)
     fresh_objects: float = 0.0
+    # share of training Mem items whose context also states each hop's (parametric) fact, beside the same
+    # relation's fact about someone else: whether to read or recall is then decided by what the context
+    # states, not by which group the relation word belongs to (docs/tuning.md section 14)
+    mem_stated: float = 0.0
 
 
 @dataclass
@@ -387,6 +391,8 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
            "a proportion in [0, 1]")
     _check(c.nonce_relations == 0.0 or r.noun_sentences, f"{prefix}.context.nonce_relations", c.nonce_relations,
            f"0 unless {prefix}.noun_sentences is true (made-up nouns replace the noun of 'X's {{noun}} is Y.')")
+    _check(0.0 <= c.mem_stated <= 1.0, f"{prefix}.context.mem_stated", c.mem_stated,
+           "a proportion in [0, 1]")
     _check(0.0 <= c.fresh_objects <= 1.0, f"{prefix}.context.fresh_objects", c.fresh_objects,
            "a proportion in [0, 1]")
     for pool in ("sft_pool", "rl_pool"):

@@ -196,6 +196,28 @@ def forced_prefixes(item: dict) -> list[tuple[int, str, str]]:
     return out
 
 
+def relation_phrases(item: dict) -> list[str | None]:
+    """Each hop's words between its subject and its object in the gold chain ("'s award is", " works under"),
+    or None for a step that states its object first. A zero-shot chain that never writes the held-out
+    relation's phrase cannot reach its object, however well the fact is held (see forced_hops)."""
+    cot = format_completion(item)
+    out, pos = [], 0
+    for subject, obj in zip(item["entities"], item["entities"][1:]):
+        j = cot.find(obj, pos)
+        if j < 0:
+            break
+        k = cot.rfind(subject, pos, j)
+        out.append((cot[k + len(subject):j].strip() or None) if k >= 0 else None)
+        pos = j + len(obj)
+    return out
+
+
+def relations_written(item: dict, output: str) -> bool | None:
+    """The chain writes every hop's relation phrase (None when the gold chain gives no phrase to look for)."""
+    phrases = [p for p in relation_phrases(item) if p]
+    return all(p in output for p in phrases) if phrases else None
+
+
 def _writes(out: str, want: str) -> bool:
     """The normalised continuation starts with the normalised name as whole words."""
     return out.startswith(want) and not out[len(want):len(want) + 1].isalnum()
@@ -299,13 +321,17 @@ def score(predictions: list[dict]) -> dict:
     hops = defaultdict(list)
     final = defaultdict(list)
     chain = defaultdict(list)
+    written = defaultdict(list)
     for p in predictions:
         hops[(p["task"], p["level"], str(p["hops"]))].append(p)
         final[(p["task"], p["level"], p["final_hop"])].append(p)
         chain[(p["task"], p["level"])].append({"correct": p["chain_correct"]})
+        if p.get("relations_written") is not None:
+            written[(p["task"], p["level"])].append({"correct": p["relations_written"]})
     out["by_hops"] = _nest(hops)
     out["by_final_hop"] = _nest(final)
     out["chain_correct"] = _nest(chain)
+    out["relations_written"] = _nest(written)
     out["first_error"] = first_error_summary(predictions)
     return out
 
@@ -333,7 +359,8 @@ def evaluate(model, tokenizer, items: list[dict], batch_size: int, max_new_token
             "pipeline": pipeline, "stage": stage, "task": it["task"], "level": it["level"], "hops": it["hops"],
             "final_hop": it["hop_groups"][-1], "question": it["question"], "answer": it["answer"],
             "output": out, "prediction": parse_answer(out), "correct": exact_match(out, it["answer"]),
-            "chain_correct": chain_correct(it, out), "hop_groups": list(it["hop_groups"]),
+            "chain_correct": chain_correct(it, out), "relations_written": relations_written(it, out),
+            "hop_groups": list(it["hop_groups"]),
             "first_error": first_error(it, out),
         })
     return score(predictions), predictions

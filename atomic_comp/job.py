@@ -53,6 +53,12 @@ def headline_table(results: dict) -> str:
                     parts.append(f"  {name:<28} {task:<5} " + "  ".join(
                         f"{cell} {100 * c['em']:.0f} ({'/'.join(str(c['outcomes'].get(o, 0)) for o in WRONG_OUTCOMES)}"
                         f" of {c['n']})" for cell, c in cells.items()))
+        # the other half of a zero-shot failure: free chains that never write the relation (evaluate.relation_phrases)
+        written = last_stage_metric(results, "relations_written")
+        parts += ["", "Zero-shot chains that write every hop's relation phrase (free decoding, %):"]
+        parts += [f"  {name:<28} " + "  ".join(f"{task} {100 * lv['zero_shot']['em']:.0f}"
+                                               for task, lv in w.items() if "zero_shot" in lv)
+                  for name, w in written.items() if w]
     stages: dict = {}  # each stage as its first pipeline ran it (later ones find it cached)
     for rec in results["pipelines"].values():
         for s in ([rec["injection"]] if rec.get("injection") else []) + rec["stages"]:

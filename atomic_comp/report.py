@@ -1,6 +1,7 @@
-"""`python -m atomic_comp.report SWEEP_DIR`: every job's results.json, aggregated over seeds.
+"""`python -m atomic_comp.report SWEEP_DIR [MORE_SWEEP_DIRS ... --out DIR]`: every job's results.json,
+aggregated over seeds (over several sweeps too, e.g. seeds run in separate calls or on separate machines).
 
-Writes into SWEEP_DIR:
+Writes into SWEEP_DIR (or --out):
 - report.csv: one row per pipeline x setting x task x level (the last stage), with mean, std, n seeds;
   RL stages also get an `rl_gain` row (last stage minus the one before); failed or missing jobs get
   a row with status `missing`;
@@ -40,12 +41,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def collect(sweep: Path) -> tuple[dict, list[dict], dict]:
+def collect(sweeps: Path | list[Path]) -> tuple[dict, list[dict], dict]:
     """({(pipeline, setting, metric, task, level, stage): {seed: value}}, missing jobs, pass@k curves)."""
     values: dict = defaultdict(dict)
     passk: dict = defaultdict(lambda: defaultdict(list))
     missing = []
-    for job in sweep_jobs(sweep):
+    source: dict = {}  # (pipeline, setting, seed) -> the job folder it came from
+    jobs = [job for sweep in ([sweeps] if isinstance(sweeps, Path) else sweeps) for job in sweep_jobs(sweep)]
+    for job in jobs:
         d = Path(job["dir"])
         path = d / "results.json"
         if not path.is_file():
@@ -54,6 +57,12 @@ def collect(sweep: Path) -> tuple[dict, list[dict], dict]:
         res = json.loads(path.read_text())
         setting, seed = _setting(job.get("overrides", [])), res.get("seed")
         for name, rec in res["pipelines"].items():
+            # A seed counts once per cell: two runs of it (a rerun in another sweep) would weigh it twice,
+            # and keeping either one would be choosing between them.
+            first = source.setdefault((name, setting, seed), d)
+            if first != d:
+                raise ValueError(f"{name} [{setting}] seed {seed} has results in both {first} and {d}; "
+                                 "a report counts each seed once: report those sweeps separately")
             stages = [s["name"] for s in rec["stages"]]
             last = stages[-1]
             for task in ("mem", "ctx", "comp"):
@@ -63,6 +72,9 @@ def collect(sweep: Path) -> tuple[dict, list[dict], dict]:
                         before = rec["eval"][stages[-2]].get(task, {}).get(level)
                         if before:
                             values[(name, setting, "rl_gain", task, level, last)][seed] = cell["em"] - before["em"]
+            for task, levels in rec["eval"][last].get("relations_written", {}).items():
+                for level, cell in levels.items():
+                    values[(name, setting, "relations_written", task, level, last)][seed] = cell["em"]
             for level, cell in rec["eval"][last].get("recall", {}).items():
                 values[(name, setting, "recall", "parametric", level, last)][seed] = cell["em"]
             for task, levels in rec["eval"][last].get("forced_hops", {}).items():
@@ -239,8 +251,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def report(sweep: Path) -> list[dict]:
-    values, missing, passk = collect(sweep)
+def report(sweeps: Path | list[Path], out: Path | None = None) -> list[dict]:
+    """Aggregate one sweep (written into it) or several (written into `out`)."""
+    sweeps = [sweeps] if isinstance(sweeps, Path) else list(sweeps)
+    if out is None and len(sweeps) > 1:
+        raise ValueError("several sweep folders need an output folder (--out DIR)")
+    values, missing, passk = collect(sweeps)
+    sweep = out or sweeps[0]
+    sweep.mkdir(parents=True, exist_ok=True)
     table = rows(values, missing)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS)
@@ -253,12 +271,20 @@ def report(sweep: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Aggregate a sweep's results.json files over seeds.")
-    ap.add_argument("sweep_dir", type=Path)
+    ap = argparse.ArgumentParser(description="Aggregate sweeps' results.json files over seeds.")
+    ap.add_argument("sweep_dirs", type=Path, nargs="+", help="one sweep folder, or several (then --out)")
+    ap.add_argument("--out", type=Path, default=None, help="where the report goes (default: the one sweep folder)")
     args = ap.parse_args(argv)
-    table = report(args.sweep_dir)
-    print((args.sweep_dir / "report.md").read_text())
-    print(f"wrote {args.sweep_dir / 'report.csv'} ({len(table)} rows), report.md and plots")
+    for d in args.sweep_dirs:
+        if not d.is_dir():
+            ap.error(f"sweep_dirs: {d} is not a folder (expected a sweep folder such as multirun/table7)")
+    try:
+        table = report(args.sweep_dirs, args.out)
+    except ValueError as e:
+        ap.error(str(e))
+    out = args.out or args.sweep_dirs[0]
+    print((out / "report.md").read_text())
+    print(f"wrote {out / 'report.csv'} ({len(table)} rows), report.md and plots")
 
 
 if __name__ == "__main__":

@@ -143,6 +143,30 @@ def test_recall_scores_each_relation_level_through_generation(tiny_data):
     assert result["iid"]["em"] == 0.0 and result["composition"]["em"] == 0.0
 
 
+NOUN_ITEM = {"task": "mem", "level": "zero_shot", "hops": 2, "hop_groups": ["parametric", "parametric"],
+             "entities": ["Ann Lee", "Bo Chan", "the Granite Torch Award"], "answer": "the Granite Torch Award",
+             "question": "q", "answer_cot": "Ann Lee's boss is Bo Chan. Bo Chan's award is the Granite Torch Award. "
+                                            "So, the answer is: the Granite Torch Award"}
+
+
+def test_relation_phrases_are_the_words_between_each_hop_subject_and_object():
+    from atomic_comp.evaluate import relation_phrases, relations_written
+
+    assert relation_phrases(NOUN_ITEM) == ["'s boss is", "'s award is"]
+    # template sentences: whatever stands between the names; a step that names its object first has none
+    assert relation_phrases(ITEM) == ["and", "is married to", "died in"]
+    flipped = dict(NOUN_ITEM, answer_cot="Bo Chan is the boss of Ann Lee. Bo Chan's award is the Granite Torch "
+                                         "Award. So, the answer is: the Granite Torch Award")
+    assert relation_phrases(flipped) == [None, "'s award is"]
+    # a chain that writes the trained relation but not the held-out one, with any subject names
+    assert relations_written(NOUN_ITEM, "Ann Lee's boss is Zed Roe. Zed Roe's award is x. So, the answer is: x")
+    assert not relations_written(NOUN_ITEM, "Ann Lee's boss is Bo Chan. Bo Chan's hobby is x. So, the answer is: x")
+    assert relations_written(dict(NOUN_ITEM, answer_cot="So, the answer is: x"), "anything") is None
+    preds = [dict(NOUN_ITEM, correct=False, chain_correct=False, final_hop="parametric", first_error=1,
+                  relations_written=w) for w in (True, False, False, None)]
+    assert score(preds)["relations_written"] == {"mem": {"zero_shot": {"em": 1 / 3, "n": 3}}}
+
+
 def test_score_splits_by_hops_and_final_hop_type():
     preds = [dict(ITEM, correct=True, chain_correct=True, final_hop="parametric", first_error=None),
              dict(ITEM, hops=2, correct=False, chain_correct=False, final_hop="contextual", first_error=1)]

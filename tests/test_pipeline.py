@@ -384,6 +384,13 @@ def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summar
     assert {r["relation_level"] for r in rows if r["level"] == "zero_shot"} >= {"held_out"}
     assert all(r["pipeline"] == "SFT(Mem+Ctx)" and r["outcome"] in ("right", *WRONG_OUTCOMES) for r in rows)
     assert "Teacher-forced zero-shot hops" in res.stdout + res.stderr
+    # the writing half: every prediction says whether its chain wrote each relation phrase, and the metric
+    # counts exactly those
+    written = rec["eval"]["SFT(Mem+Ctx)"]["relations_written"]
+    for task in ("mem", "ctx"):
+        flags = [p["relations_written"] for p in preds if p["task"] == task and p["level"] == "zero_shot"]
+        assert None not in flags and written[task]["zero_shot"] == {"em": sum(flags) / len(flags), "n": len(flags)}
+    assert "Zero-shot chains that write every hop's relation phrase" in res.stdout + res.stderr
     from atomic_comp.report import collect, markdown, rows as table_rows
 
     sweep = root / "forced_sweep"
@@ -391,3 +398,6 @@ def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summar
     values, missing, _ = collect(sweep)
     text = markdown(table_rows(values, missing))
     assert "## Teacher-forced hops" in text and "zero_shot:contextual/held_out" in text
+    (cell,) = [v for (p, _, metric, task, level, _), v in values.items()
+               if (p, metric, task, level) == ("SFT(Mem+Ctx)", "relations_written", "mem", "zero_shot")]
+    assert list(cell.values()) == [written["mem"]["zero_shot"]["em"]]

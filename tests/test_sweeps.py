@@ -89,3 +89,37 @@ def test_report_groups_seeds_by_what_they_studied_not_where_they_ran(tmp_path):
     assert set(iid) == {"default", "recipe.copy_drills=10"}
     assert iid["default"]["n_seeds"] == "2" and float(iid["default"]["mean"]) == pytest.approx(0.6)
     assert iid["recipe.copy_drills=10"]["seeds"] == "3"
+
+
+def test_report_over_several_sweeps_counts_each_seed_once(tmp_path):
+    """Seeds run in separate sweeps (separate calls or machines) aggregate into one report; a seed with
+    results in two sweeps is refused, not silently weighed twice or picked."""
+    import subprocess
+    import sys
+
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    a.mkdir()
+    (a / "jobs.json").write_text(json.dumps([_fake_job(a, 1, 0.5), _fake_job(a, 2, 0.7)]))
+    b.mkdir()
+    (b / "jobs.json").write_text(json.dumps([_fake_job(b, 3, 0.0), _fake_job(b, 4, 0.2, done=False)]))
+    report([a, b], out)
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    (iid,) = [r for r in rows if r["task"] == "comp" and r["level"] == "iid"]
+    assert iid["seeds"] == "1 2 3" and float(iid["mean"]) == pytest.approx(0.4)
+    assert [r["seeds"] for r in rows if r["status"] == "missing"] == ["4"]
+    assert not (a / "report.csv").exists() and (out / "levels.png").is_file()
+    with pytest.raises(ValueError, match="several sweep folders need an output folder"):
+        report([a, b])
+
+    rerun = tmp_path / "rerun"
+    rerun.mkdir()
+    (rerun / "jobs.json").write_text(json.dumps([_fake_job(rerun, 2, 0.1)]))
+    with pytest.raises(ValueError, match=r"SFT\(Comp\) \[default\] seed 2 has results in both"):
+        report([a, rerun], tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()  # refused before anything is written
+    cli = subprocess.run([sys.executable, "-m", "atomic_comp.report", str(a), str(rerun), "--out", str(tmp_path / "o3")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert cli.returncode == 2 and "seed 2 has results in both" in cli.stderr
+    cli = subprocess.run([sys.executable, "-m", "atomic_comp.report", str(a), str(b)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert cli.returncode == 2 and "need an output folder (--out DIR)" in cli.stderr

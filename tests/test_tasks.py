@@ -15,6 +15,29 @@ def _all_items(data):
         yield from data.splits[split]
 
 
+def _family(world_cfg, noun_sentences: bool = False, **context):
+    """The tiny recipe's family with some recipe.context fields changed."""
+    from .conftest import tiny_recipe
+
+    from atomic_comp.families.biography import BiographyFamily
+
+    r = tiny_recipe(noun_sentences=noun_sentences)
+    for key, value in context.items():
+        setattr(r.context, key, value)
+    return BiographyFamily(world_cfg, r, seed=1)
+
+
+def _changed_only_in(task: str, default, other) -> tuple[list[dict], list[dict]]:
+    """Assert that every test item and the other tasks' training items are the default's; return 200
+    training items of `task` from both."""
+    for t in ("mem", "ctx", "comp"):
+        if t != task:
+            assert other.train_items(t, 60) == default.train_items(t, 60)
+        for level in ("iid", "composition", "zero_shot"):
+            assert other.test_items(t, level, 20, set()) == default.test_items(t, level, 20, set())
+    return default.train_items(task, 200), other.train_items(task, 200)
+
+
 def test_hop_groups_per_task(tiny_data):
     for it in _all_items(tiny_data):
         groups = {BY_NAME[r].group for r in it["relation_path"]}
@@ -159,16 +182,8 @@ def test_noun_sentences_word_every_fact_with_the_questions_own_noun(tiny_world_c
 def test_held_out_filler_option(tiny_world_cfg, facts_per_paragraph):
     """held_out_filler=false drops held-out relations' facts from training contexts only: the test items,
     their contexts included, stay exactly those of the default recipe."""
-    from .conftest import tiny_recipe
-
-    from atomic_comp.families.biography import BiographyFamily
-
-    def family(filler: bool) -> BiographyFamily:
-        r = tiny_recipe()
-        r.context.facts_per_paragraph, r.context.held_out_filler = facts_per_paragraph, filler
-        return BiographyFamily(tiny_world_cfg, r, seed=1)
-
-    default, off = family(True), family(False)
+    default, off = (_family(tiny_world_cfg, facts_per_paragraph=facts_per_paragraph, held_out_filler=filler)
+                    for filler in (True, False))
     world = off.world
     held_out = [r for r, lvl in off.split.relation_level.items() if lvl == "held_out" and BY_NAME[r].group == CONTEXTUAL]
     assert held_out
@@ -191,27 +206,14 @@ def test_nonce_relations_rename_a_share_of_training_ctx_items_and_nothing_else(t
     test item, stays exactly the default's."""
     import re
 
-    from .conftest import tiny_recipe
-
-    from atomic_comp.families.biography import BiographyFamily
     from atomic_comp.families.biography.tasks import nonce_nouns
 
-    def family(share: float) -> BiographyFamily:
-        r = tiny_recipe(noun_sentences=True)
-        r.context.nonce_relations = share
-        return BiographyFamily(tiny_world_cfg, r, seed=1)
-
-    default, nonce = family(0.0), family(0.5)
+    default, nonce = (_family(tiny_world_cfg, noun_sentences=True, nonce_relations=share) for share in (0.0, 0.5))
     pool = set(nonce_nouns(nonce.world, 1))
     world_words = {w.lower() for per in nonce.world.canonical.values() for t in per.values()
                    for w in re.findall(r"\w+", t)}
     assert len(pool) == 400 and not pool & world_words
-    for task in ("mem", "comp"):
-        assert nonce.train_items(task, 60) == default.train_items(task, 60)
-    for task in ("mem", "ctx", "comp"):
-        for level in ("iid", "composition", "zero_shot"):
-            assert nonce.test_items(task, level, 20, set()) == default.test_items(task, level, 20, set())
-    plain, renamed = default.train_items("ctx", 200), nonce.train_items("ctx", 200)
+    plain, renamed = _changed_only_in("ctx", default, nonce)
     changed = 0
     for a, b in zip(plain, renamed):
         assert {k: v for k, v in a.items() if k not in ("question", "context", "answer_cot")} == \
@@ -247,21 +249,8 @@ def test_fresh_objects_swap_a_share_of_training_ctx_objects_for_unmentioned_ones
     item, test items included, stays exactly the default's."""
     import re
 
-    from .conftest import tiny_recipe
-
-    from atomic_comp.families.biography import BiographyFamily
-
-    def family(share: float) -> BiographyFamily:
-        r = tiny_recipe()
-        r.context.fresh_objects = share
-        return BiographyFamily(tiny_world_cfg, r, seed=1)
-
-    default, fresh = family(0.0), family(0.5)
-    for task in ("mem", "comp"):
-        assert fresh.train_items(task, 60) == default.train_items(task, 60)
-    for level in ("iid", "composition", "zero_shot"):
-        assert fresh.test_items("ctx", level, 20, set()) == default.test_items("ctx", level, 20, set())
-    plain, swapped = default.train_items("ctx", 200), fresh.train_items("ctx", 200)
+    default, fresh = (_family(tiny_world_cfg, fresh_objects=share) for share in (0.0, 0.5))
+    plain, swapped = _changed_only_in("ctx", default, fresh)
     changed = 0
     for a, b in zip(plain, swapped):
         if a == b:
@@ -280,4 +269,36 @@ def test_fresh_objects_swap_a_share_of_training_ctx_objects_for_unmentioned_ones
             for key in ("context", "answer_cot"):
                 undone[key] = re.sub(rf"(?<!\w){re.escape(new)}(?!\w)", old, undone[key])
         assert dict(undone, entities=a["entities"], answer=a["answer"]) == a
+    assert 0.35 * len(plain) < changed < 0.65 * len(plain)
+
+
+def test_mem_stated_adds_each_hop_fact_and_a_same_relation_distractor_to_a_share_of_training_mem_items(
+        tiny_world_cfg):
+    """mem_stated adds to that share of training Mem items' contexts each hop's fact and the same relation's
+    fact about a person off the path; question, chain and answer stay the default's, the original context's
+    paragraphs all stay, and every other item, test items included, is unchanged."""
+    default, stated = (_family(tiny_world_cfg, noun_sentences=True, mem_stated=share) for share in (0.0, 0.5))
+    world = stated.world
+    index = {n: i for i, n in enumerate(world.names)}
+    plain, changed_items = _changed_only_in("mem", default, stated)
+    changed = 0
+    for a, b in zip(plain, changed_items):
+        assert {k: v for k, v in a.items() if k != "context"} == {k: v for k, v in b.items() if k != "context"}
+        if a == b:
+            continue
+        changed += 1
+        old, new = a["context"].split("\n"), b["context"].split("\n")
+        added = list(new)
+        for p in old:
+            added.remove(p)
+        assert len(added) == 2 * a["hops"]
+        # the chain's steps are now sentences of the context, each beside someone else's same-relation fact
+        steps = [s.rstrip(".") + "." for s in b["answer_cot"].split(" So, the answer is:")[0].split(". ")]
+        assert sorted(steps) == sorted(s for s in added if s in steps) and all(s in added for s in steps)
+        path_people = {index[e] for e in a["entities"][:-1]}
+        for rel_name, subject in zip(a["relation_path"], a["entities"]):
+            rel = BY_NAME[rel_name]
+            others = [s for s in added if s not in steps and s.endswith(".") and f"'s {rel.noun} is " in s]
+            assert any(s.split("'s ")[0] in index and index[s.split("'s ")[0]] not in path_people
+                       for s in others), (rel_name, subject, added)
     assert 0.35 * len(plain) < changed < 0.65 * len(plain)

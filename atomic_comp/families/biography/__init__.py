@@ -26,7 +26,8 @@ class BiographyFamily:
         c = recipe_cfg.context
         self.maker = ItemMaker(self.world, self.split, recipe_cfg.hops.values(), list(recipe_cfg.hops.weights),
                                ContextSpec(c.distractor_people, c.facts_per_paragraph, c.mem_context,
-                                           c.held_out_filler, c.nonce_relations, c.fresh_objects),
+                                           c.held_out_filler, c.nonce_relations, c.fresh_objects,
+                                           c.mem_stated),
                                seed, recipe_cfg.test_people, recipe_cfg.instruction)
 
     # A chunk draws its questions' first people from a disjoint share of the people,

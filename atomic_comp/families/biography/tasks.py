@@ -79,6 +79,7 @@ class ContextSpec:
     held_out_filler: bool = True  # training contexts may state held-out relations' facts (never an answer there)
     nonce_relations: float = 0.0  # share of training Ctx items whose relations are renamed to made-up nouns
     fresh_objects: float = 0.0  # share of training Ctx items whose hop objects are swapped for unrelated ones
+    mem_stated: float = 0.0  # share of training Mem items whose context also states each hop's fact
 
 
 class ItemMaker:
@@ -249,6 +250,8 @@ class ItemMaker:
         if side == "train" and task == "ctx":
             self._fresh_objects(item, path)
             self._nonce_relations(item, path, head, template)
+        if side == "train" and task == "mem":
+            self._stated_facts(item, path, entities)
         return item
 
     def _chosen(self, item: dict, what: str, share: float) -> random.Random | None:
@@ -258,6 +261,23 @@ class ItemMaker:
             return None
         own = random.Random(f"{what}|{self.seed}|{item['question']}|{item['context']}")
         return own if own.random() < share else None
+
+    def _stated_facts(self, item: dict, path: list[Relation], entities: list[int]) -> None:
+        """Add each hop's fact to the context, each beside the same relation's fact about another parametric
+        person (so copying any sentence with the right relation word is wrong): the answer is the same as
+        memory's, and reading or recalling becomes a question of what the context states."""
+        own = self._chosen(item, "stated", self.context.mem_stated)
+        if own is None:
+            return
+        on_path = set(entities)
+        paragraphs = item["context"].split("\n") if item["context"] else []
+        for rel, subject in zip(path, entities):
+            others = [p for p in self.world.facts[rel.name] if p not in on_path]
+            other = own.choice(others)
+            on_path.add(other)
+            paragraphs += [self.world.sentence(rel, subject), self.world.sentence(rel, other)]
+        own.shuffle(paragraphs)
+        item["context"] = "\n".join(paragraphs)
 
     def _fresh_objects(self, item: dict, path: list[Relation]) -> None:
         """Swap each hop's object, everywhere in the prompt and chain, for a person (value) the item does not
