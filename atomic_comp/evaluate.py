@@ -179,36 +179,40 @@ def recall(model, tokenizer, probes: list[dict], batch_size: int) -> dict:
     return {level: _em(by[level]) for level in LEVEL_KEYS if level in by}
 
 
-def forced_prefixes(item: dict) -> list[tuple[int, str, str]]:
-    """(hop, prompt + gold chain up to that hop's object, the object) for every hop of an item.
+def _gold_hops(item: dict) -> tuple[str, list[tuple[int, int]]]:
+    """The gold chain and, for each hop whose object it states, (where the text after the previous object
+    starts, where this hop's object starts).
 
     The object is found after the previous one, so a name that the chain also states as
     the next hop's subject is taken at its first, object position.
     """
-    cot, prompt = format_completion(item), format_prompt(item)
-    out, pos = [], 0
-    for i, obj in enumerate(item["entities"][1:]):
+    cot = format_completion(item)
+    spans, pos = [], 0
+    for obj in item["entities"][1:]:
         j = cot.find(obj, pos)
         if j < 0:  # a released item whose chain does not state its entities
             break
-        out.append((i, prompt + cot[:j].rstrip(), obj))
+        spans.append((pos, j))
         pos = j + len(obj)
-    return out
+    return cot, spans
+
+
+def forced_prefixes(item: dict) -> list[tuple[int, str, str]]:
+    """(hop, prompt + gold chain up to that hop's object, the object) for every hop of an item."""
+    cot, spans = _gold_hops(item)
+    prompt = format_prompt(item)
+    return [(i, prompt + cot[:j].rstrip(), item["entities"][i + 1]) for i, (_, j) in enumerate(spans)]
 
 
 def relation_phrases(item: dict) -> list[str | None]:
     """Each hop's words between its subject and its object in the gold chain ("'s award is", " works under"),
     or None for a step that states its object first. A zero-shot chain that never writes the held-out
     relation's phrase cannot reach its object, however well the fact is held (see forced_hops)."""
-    cot = format_completion(item)
-    out, pos = [], 0
-    for subject, obj in zip(item["entities"], item["entities"][1:]):
-        j = cot.find(obj, pos)
-        if j < 0:
-            break
+    cot, spans = _gold_hops(item)
+    out = []
+    for subject, (pos, j) in zip(item["entities"], spans):
         k = cot.rfind(subject, pos, j)
         out.append((cot[k + len(subject):j].strip() or None) if k >= 0 else None)
-        pos = j + len(obj)
     return out
 
 
