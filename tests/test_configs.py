@@ -108,3 +108,48 @@ def test_the_default_world_holds_the_default_recipe_on_every_seed_the_readme_run
     data = load_data(cfg.world, cfg.recipe, cfg.seed, str(tmp_path))
     for task in ("mem", "ctx", "comp"):
         assert data.splits["train_sft"]["task"].count(task) == getattr(cfg.recipe.sft_pool, task)
+
+
+def test_reference_config_is_current_and_is_the_composed_default():
+    from omegaconf import OmegaConf
+
+    from atomic_comp import reference
+
+    text = reference.generate()
+    assert reference.REFERENCE.read_text() == text, "stale: run `python -m atomic_comp.reference` and commit it"
+    assert to_typed(OmegaConf.create(text), RunConfig) == _compose([])
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  n_parametric:"))
+    assert lines[at - 1] == "  # people whose biographies are trained into the weights"
+    at = lines.index("  injection: stage")  # a comment of several lines, its inner indentation kept
+    assert lines[at - 3:at] == ["  #   first_sft: mixed into each pipeline's first SFT stage",
+                                "  #   stage: a knowledge-injection SFT stage on the biographies alone, before every pipeline",
+                                "  #          (one cache entry, so a suite or sweep trains it once)"]
+
+
+def test_reference_comments_belong_to_their_own_fields(tmp_path):
+    from dataclasses import dataclass
+
+    from atomic_comp import reference
+
+    @dataclass
+    class Probe:
+        # first, over
+        # two lines
+        a: int = 1
+        b: int = 2  # trailing comments are not a field's
+        # c's own
+
+        c: int = 3
+        d: str = "x"
+
+        def method(self):  # not a field
+            # d: not this one
+            return self.d
+
+    assert reference.field_comments(Probe) == {"a": ["first, over", "two lines"]}
+    stale = tmp_path / "ref.yaml"
+    stale.write_text("seed: 2\n")
+    assert reference.main(["--check", "--out", str(stale)]) == 1
+    assert reference.main(["--out", str(stale)]) == 0
+    assert reference.main(["--check", "--out", str(stale)]) == 0
