@@ -27,7 +27,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -84,7 +83,7 @@ def released_splits(folder: str | Path) -> tuple[datasets.DatasetDict, dict]:
 
 
 CHUNK_ITEMS = 5000  # items per generation job; fixed, so the output does not depend on the worker count
-_FAMILY = None  # the family object, inherited by forked workers
+_FAMILY = None  # the family object of this process; workers get a pickled copy
 
 
 def _chunk_sizes(n: int) -> list[int]:
@@ -105,10 +104,9 @@ def _run_job(job: tuple) -> str:
     return out
 
 
-def _worker_signals() -> None:
-    # forked workers inherit the parent's handlers; submitit's ignores SIGTERM, which would hang terminate()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+def _init_worker(family) -> None:
+    global _FAMILY
+    _FAMILY = family
 
 
 def _run_jobs(jobs: list[tuple], workers: int, scratch: Path) -> list[pa.Table]:
@@ -117,7 +115,10 @@ def _run_jobs(jobs: list[tuple], workers: int, scratch: Path) -> list[pa.Table]:
     if workers <= 1 or len(jobs) <= 1:
         paths = [_run_job(j) for j in jobs]
     else:
-        pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_worker_signals)
+        # forkserver, not fork: by now the job has threads (wandb, torch), and a child forked while one of
+        # them holds a lock can wait on it forever; the server's children also start with default signals
+        pool = multiprocessing.get_context("forkserver").Pool(min(workers, len(jobs)), initializer=_init_worker,
+                                                              initargs=(_FAMILY,))
         try:
             paths = pool.map(_run_job, jobs, chunksize=1)
             pool.close()  # let workers finish, rather than terminate them

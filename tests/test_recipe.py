@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import subprocess
+import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from atomic_comp import cache
+from atomic_comp.families.biography import BiographyFamily
 from atomic_comp.recipe import data_key, load_data, select_rows, stage_items
 from tests.conftest import tiny_recipe
 
@@ -79,6 +83,44 @@ def test_worker_count_does_not_change_the_data(tiny_world_cfg):
     for split in ("train_sft", "test"):
         assert one[split]["question"] == two[split]["question"]
         assert one[split]["context"] == two[split]["context"]
+
+
+HELD = threading.Lock()
+
+
+class _LockingFamily(BiographyFamily):
+    """Takes HELD in every chunk job: a worker forked while another thread held it would wait forever."""
+
+    def train_items(self, *args):
+        with HELD:
+            return super().train_items(*args)
+
+
+def _build_while_another_thread_holds_a_lock() -> None:
+    from atomic_comp import recipe
+    from atomic_comp.config import WorldConfig
+
+    # as wandb's and torch's threads hold their own locks while a job builds its data
+    taken, done = threading.Event(), threading.Event()
+    threading.Thread(target=lambda: (HELD.acquire(), taken.set(), done.wait(), HELD.release()), daemon=True).start()
+    taken.wait()
+    r = tiny_recipe()
+    recipe._FAMILY = _LockingFamily(WorldConfig(n_parametric=200, n_contextual=200), r, 1)
+    import tempfile
+
+    jobs = [("train", "comp", None, 50, i, 2, None) for i in range(2)]
+    tables = recipe._run_jobs(jobs, workers=2, scratch=Path(tempfile.mkdtemp()))
+    done.set()
+    print(sum(t.num_rows for t in tables))
+
+
+def test_data_workers_do_not_inherit_the_locks_of_the_jobs_other_threads():
+    """A forked worker copies every lock as it was at fork time; one held by another thread never opens."""
+    code = "from tests.test_recipe import _build_while_another_thread_holds_a_lock as f; f()"
+    res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-1] == "100"
 
 
 def _build_slow(args):
