@@ -9,6 +9,7 @@ largest worker. Builds into a fresh temporary cache so nothing is reused.
 
 from __future__ import annotations
 
+import multiprocessing.forkserver
 import resource
 import sys
 import tempfile
@@ -34,6 +35,8 @@ def main(overrides: list[str]) -> None:
         wall = time.perf_counter() - t0
         n = sum(len(data.splits[s]) for s in SPLITS)
         size = sum(f.stat().st_size for f in data.path.rglob("*") if f.is_file())
+    # workers are the forkserver's children: stop it, so that its peak (its children's included) is ours
+    multiprocessing.forkserver._forkserver._stop()
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"overrides: {' '.join(overrides)}")

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
@@ -106,12 +107,11 @@ def _build_while_another_thread_holds_a_lock() -> None:
     taken.wait()
     r = tiny_recipe()
     recipe._FAMILY = _LockingFamily(WorldConfig(n_parametric=200, n_contextual=200), r, 1)
-    import tempfile
-
     jobs = [("train", "comp", None, 50, i, 2, None) for i in range(2)]
-    tables = recipe._run_jobs(jobs, workers=2, scratch=Path(tempfile.mkdtemp()))
+    with tempfile.TemporaryDirectory() as scratch:
+        tables = recipe._run_jobs(jobs, workers=2, scratch=Path(scratch))
+        print(sum(t.num_rows for t in tables))
     done.set()
-    print(sum(t.num_rows for t in tables))
 
 
 def test_data_workers_do_not_inherit_the_locks_of_the_jobs_other_threads():
