@@ -25,7 +25,9 @@ def job_overrides(overrides: list[str]) -> list[list[str]]:
     fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=fixed, return_hydra_config=True)
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params or {}, resolve=False)
+    # without a sweep= preset the sweeper has no params (None), and the CLI's own a=1,2 lists are the sweep
+    params = cfg.hydra.sweeper.params
+    params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
     swept = {o.split("=", 1)[0] for o in overrides if "=" in o}
     combined = [f"{k}={v}" for k, v in params.items() if k not in swept] + list(overrides)
     parsed = OverridesParser.create().parse_overrides(combined)
