@@ -34,7 +34,7 @@ def test_each_sweep_dry_runs(name):
 def test_a_plain_seed_sweep_dry_runs_without_a_preset():
     # `python launch.py -m seed=1,2,3` is the 3-seed route; its dry run has no sweep= file
     plan = dry_run(["seed=1,2,3"])
-    assert [job for job in plan["jobs"]] == [["seed=1"], ["seed=2"], ["seed=3"]]
+    assert plan["jobs"] == [["seed=1"], ["seed=2"], ["seed=3"]]
     assert len(plan["matrix"]) == 3 * 7  # the headline suite's seven pipelines per seed
     inject = [uses for uses in plan["shared"].values() if {n for _, _, n in uses} == {"Inject(Bios)"}]
     assert inject == []  # each seed injects its own world; nothing is shared across seeds
