@@ -84,6 +84,11 @@ class ContextConfig:
     # relation's fact about someone else: whether to read or recall is then decided by what the context
     # states, not by which group the relation word belongs to (docs/tuning.md section 14)
     mem_stated: float = 0.0
+    # share of training Ctx items whose last hop asks a parametric attribute (occupation, hobby, ...) of a
+    # person with no parametric facts, its value drawn per item and stated only in the context: a parametric
+    # relation word is then read when the context states it, so read-or-recall is decided by the context,
+    # not by the relation word (docs/tuning.md section 18)
+    read_parametric: float = 0.0
 
 
 @dataclass
@@ -394,6 +399,8 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
     _check(0.0 <= c.mem_stated <= 1.0, f"{prefix}.context.mem_stated", c.mem_stated,
            "a proportion in [0, 1]")
     _check(0.0 <= c.fresh_objects <= 1.0, f"{prefix}.context.fresh_objects", c.fresh_objects,
+           "a proportion in [0, 1]")
+    _check(0.0 <= c.read_parametric <= 1.0, f"{prefix}.context.read_parametric", c.read_parametric,
            "a proportion in [0, 1]")
     for pool in ("sft_pool", "rl_pool"):
         for task in ("mem", "ctx", "comp"):

@@ -272,6 +272,60 @@ def test_fresh_objects_swap_a_share_of_training_ctx_objects_for_unmentioned_ones
     assert 0.35 * len(plain) < changed < 0.65 * len(plain)
 
 
+def test_read_parametric_asks_a_share_of_training_ctx_last_hops_as_a_parametric_attribute_read_from_context(
+        tiny_world_cfg):
+    """read_parametric turns the last hop of that share of training Ctx items (those whose subject has no
+    parametric facts) into a parametric attribute with a value of the item's own, stated only in the context,
+    and every same-relation distractor into the new relation with another value; the path stays one that
+    training may use, and every other item, test items included, is the default's."""
+    import re
+
+    default, read = (_family(tiny_world_cfg, noun_sentences=True, read_parametric=share) for share in (0.0, 0.5))
+    world, split = read.world, read.split
+    index = {n: i for i, n in enumerate(world.names)}
+    plain, changed_items = _changed_only_in("ctx", default, read)
+    changed = eligible = 0
+    for a, b in zip(plain, changed_items):
+        subject = a["entities"][-2]
+        eligible += not world.is_parametric(index[subject])
+        if a == b:
+            continue
+        changed += 1
+        assert not world.is_parametric(index[subject])  # no memory to agree or disagree with
+        old, new = BY_NAME[a["relation_path"][-1]], BY_NAME[b["relation_path"][-1]]
+        assert b["relation_path"][:-1] == a["relation_path"][:-1] and b["entities"][:-1] == a["entities"][:-1]
+        assert new.group == PARAMETRIC and not new.person and split.allowed_in_train(b["relation_path"])
+        assert b["hop_groups"] == a["hop_groups"] == [CONTEXTUAL] * a["hops"]
+        assert b["answer"] == b["entities"][-1] and b["answer_cot"].endswith(f"{ANSWER_MARKER} {b['answer']}")
+        assert f"{new.noun} of" in b["question"] or f"'s {new.noun}?" in b["question"]
+        # the answer is stated once, for the subject; the other same-relation sentences give other values
+        fact = f"{subject}'s {new.noun} is {b['answer']}."
+        values = re.findall(rf"'s {new.noun} is (.*?)\.(?= |\n|$)", b["context"])
+        assert b["context"].count(fact) == 1 and values.count(b["answer"]) == 1
+        assert len(values) == a["context"].count(f"'s {old.noun} is ") >= 2
+        assert f"'s {old.noun} is " not in b["context"]
+        steps = b["answer_cot"].split(f" {ANSWER_MARKER}")[0].split(". ")
+        assert steps[-1].rstrip(".") + "." == fact and all(s.rstrip(".") + "." in b["context"] for s in steps)
+        assert len(b["context"].split("\n")) == len(a["context"].split("\n"))
+    assert 0.35 * eligible < changed < 0.65 * eligible and eligible > 0.3 * len(plain)
+
+
+def test_a_path_seen_in_training_is_an_iid_test_path_only_for_its_own_task(tiny_family):
+    """read_parametric gives Ctx training items a parametric last relation; such a path must not become an
+    I.I.D. Ctx test path (a Ctx test item with a parametric hop would be a Comp item)."""
+    split = tiny_family.split
+    ctx = next(p for p in _iid_paths(tiny_family, "ctx"))
+    mixed = next(p for p in _iid_paths(tiny_family, "comp"))
+    items = tiny_family.test_items("ctx", "iid", 20, {ctx, mixed})
+    assert items and {tuple(it["relation_path"]) for it in items} == {ctx}
+    assert split.path_level(mixed) == "iid"
+
+
+def _iid_paths(family, task: str):
+    return (tuple(it["relation_path"]) for it in family.train_items(task, 60)
+            if family.split.path_level(it["relation_path"]) == "iid")
+
+
 def test_mem_stated_adds_each_hop_fact_and_a_same_relation_distractor_to_a_share_of_training_mem_items(
         tiny_world_cfg):
     """mem_stated adds to that share of training Mem items' contexts each hop's fact and the same relation's

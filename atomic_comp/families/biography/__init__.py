@@ -27,7 +27,7 @@ class BiographyFamily:
         self.maker = ItemMaker(self.world, self.split, recipe_cfg.hops.values(), list(recipe_cfg.hops.weights),
                                ContextSpec(c.distractor_people, c.facts_per_paragraph, c.mem_context,
                                            c.held_out_filler, c.nonce_relations, c.fresh_objects,
-                                           c.mem_stated),
+                                           c.mem_stated, c.read_parametric),
                                seed, recipe_cfg.test_people, recipe_cfg.instruction)
 
     # A chunk draws its questions' first people from a disjoint share of the people,
@@ -46,7 +46,10 @@ class BiographyFamily:
     def test_items(self, task: str, level: str, n: int, seen_paths: set[tuple[str, ...]],
                    chunk: int = 0, n_chunks: int = 1) -> list[dict]:
         """I.I.D. test items reuse relation paths seen in training, on test-only people."""
-        paths = sorted(p for p in seen_paths if self.split.path_level(p) == "iid") if level == "iid" else None
+        # a training path only counts as seen for its task's own hop pattern (recipe.context.read_parametric
+        # gives Ctx training items a parametric last relation, read from the context)
+        paths = sorted(p for p in seen_paths if self.split.path_level(p) == "iid" and self.maker.fits(task, p)) \
+            if level == "iid" else None
         return self.maker.for_chunk(chunk, n_chunks).make(task, level, "test", n, set(),
                                                           f"test|{chunk}/{n_chunks}", paths=paths or None)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from atomic_comp.prompts import ANSWER_MARKER
 
 from .levels import LevelSplit
-from .relations import BY_NAME, CONTEXTUAL, PARAMETRIC, RELATIONS, Relation
+from .relations import BY_NAME, CONTEXTUAL, NOUN, PARAMETRIC, RELATIONS, Relation
 from .world import World
 
 TASKS = ("mem", "ctx", "comp")
@@ -25,6 +25,7 @@ INSTRUCTION = ("Answer the question step by step, one fact per step, using what 
                f"End with '{ANSWER_MARKER} <answer>'.")
 # The authors' released files tag each item with gen_type; ours says which task made it.
 GEN_TYPE = {"mem": "parametric", "ctx": "contextual", "comp": "complementary"}
+GROUP_OF_TASK = {"mem": PARAMETRIC, "ctx": CONTEXTUAL}  # the one relation group of an atomic task's paths
 
 QUESTION_TEMPLATES = (
     "{wh} is {of_chain}?",
@@ -80,6 +81,7 @@ class ContextSpec:
     nonce_relations: float = 0.0  # share of training Ctx items whose relations are renamed to made-up nouns
     fresh_objects: float = 0.0  # share of training Ctx items whose hop objects are swapped for unrelated ones
     mem_stated: float = 0.0  # share of training Mem items whose context also states each hop's fact
+    read_parametric: float = 0.0  # share of training Ctx items whose last hop reads a parametric relation's fact
 
 
 class ItemMaker:
@@ -128,14 +130,18 @@ class ItemMaker:
 
     # -- paths ---------------------------------------------------------------
     def _pattern(self, task: str, hops: int, rng: random.Random) -> list[str]:
-        if task == "mem":
-            return [PARAMETRIC] * hops
-        if task == "ctx":
-            return [CONTEXTUAL] * hops
+        if task in GROUP_OF_TASK:
+            return [GROUP_OF_TASK[task]] * hops
         while True:
             pattern = [rng.choice((PARAMETRIC, CONTEXTUAL)) for _ in range(hops)]
             if len(set(pattern)) == 2:
                 return pattern
+
+    @staticmethod
+    def fits(task: str, path: tuple[str, ...]) -> bool:
+        """Whether a relation path has the hop groups of `task`'s pattern."""
+        groups = {BY_NAME[r].group for r in path}
+        return groups == {PARAMETRIC, CONTEXTUAL} if task == "comp" else groups == {GROUP_OF_TASK[task]}
 
     def walk(self, task: str, level: str, side: str, rng: random.Random,
              fixed_path: tuple[str, ...] | None = None) -> tuple[tuple[str, ...], list[int]] | None:
@@ -250,6 +256,7 @@ class ItemMaker:
         if side == "train" and task == "ctx":
             self._fresh_objects(item, path)
             self._nonce_relations(item, path, head, template)
+            self._read_parametric(item, path, entities, head, template)
         if side == "train" and task == "mem":
             self._stated_facts(item, path, entities)
         return item
@@ -310,6 +317,45 @@ class ItemMaker:
             for key in ("context", "answer_cot"):
                 for r in rels:
                     item[key] = item[key].replace(f"'s {r.noun} is ", f"'s {nonce[r]} is ")
+
+    def _read_parametric(self, item: dict, path: list[Relation], entities: list[int], head: str,
+                         question: int) -> None:
+        """Ask the last hop as a parametric attribute of a person who has no parametric facts, with a value
+        drawn for this item and stated only in its context; the context's other sentences of the old last
+        relation (the same-relation distractors) become the new relation's, each with another value.
+
+        In the default data a relation word alone says whether to read or recall (contextual relations are
+        always read, parametric ones always recalled), so a relation word no question used is recalled. Here
+        a parametric word is read whenever the context states it for the subject: what to do is decided by the
+        context, which is what a held-out contextual hop needs. Nothing is memorisable (the value is the
+        item's own) and nothing contradicts memory (the subject has no parametric facts)."""
+        own = self._chosen(item, "read", self.context.read_parametric)
+        subject, old = entities[-2], path[-1]
+        if own is None or self.world.is_parametric(subject) or len(path) < 2:
+            return
+        start = tuple(r.name for r in path[:-1])
+        cands = [r for r in RELATIONS if r.group == PARAMETRIC and not r.person
+                 and self.split.allowed_in_train(start + (r.name,))]  # never a test path: no level changes
+        if not cands:
+            return
+        new = own.choice(cands)
+        said = [p for p in self.ctx_people if p in self.world.facts[old.name]
+                and re.search(rf"(?<![\w']){re.escape(self.world.sentence(old, p))}", item["context"])]
+        if subject not in said:
+            return
+        values = own.sample(sorted(set(self.world.facts[new.name].values())), len(said))
+        template = NOUN if self.world.noun_sentences else own.randrange(len(new.templates))
+        for p, value in zip(said, values):
+            before, after = self.world.sentence(old, p), new.say(self.world.names[p], value, template)
+            item["context"] = item["context"].replace(before, after)
+            if p == subject:
+                answer, step = value, (before, after)
+        item["answer_cot"] = item["answer_cot"].replace(*step).rsplit(f" {ANSWER_MARKER} ", 1)[0] \
+            + f" {ANSWER_MARKER} {answer}"
+        new_path = path[:-1] + [new]
+        item.update(question=question_text(new_path, head, question), answer=answer,
+                    relation_path=[r.name for r in new_path], entities=item["entities"][:-1] + [answer])
+        # hop_groups stays all contextual: it says where each hop's fact is found, and here that is the context
 
     # -- item sets -----------------------------------------------------------
     def make(self, task: str, level: str, side: str, n: int, seen: set, label: str,
