@@ -127,6 +127,9 @@ class RecipeConfig:
     # the relation: a model trained from scratch has no other way to tie a held-out relation's question
     # word to the sentences that state it (docs/tuning.md section 7)
     noun_sentences: bool = False
+    # open each chain step with where its fact comes from ("The context says ..." / "I recall ..."), so a chain
+    # decides to read or recall before it writes a relation word no training question used (docs/tuning.md 19)
+    hop_markers: bool = False
     # rows of copy drills ("Repeat: w1 .. wk =" -> " w1 .. wk", also reversed) over every word of the world's
     # text, trained wherever the biographies are: a stand-in for the copying a pretrained LM brings, so a
     # chain can write a relation word no training question used. No facts, no questions (docs/tuning.md 9)

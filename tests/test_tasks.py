@@ -310,6 +310,47 @@ def test_read_parametric_asks_a_share_of_training_ctx_last_hops_as_a_parametric_
     assert 0.35 * eligible < changed < 0.65 * eligible and eligible > 0.3 * len(plain)
 
 
+def test_hop_markers_open_each_chain_step_with_where_its_fact_comes_from(tiny_world_cfg):
+    """hop_markers changes only the chains, of training and test items alike: each step opens with its hop
+    group's marker, so a teacher-forced hop's prefix carries it, and each hop's relation phrase (what
+    relations_written looks for) stays the default's. A step that read_parametric rewrites keeps the
+    context's marker: its fact is read from the context."""
+    import re
+
+    from atomic_comp.evaluate import forced_prefixes, relation_phrases
+    from atomic_comp.families.biography import BiographyFamily
+    from atomic_comp.families.biography.tasks import HOP_MARKERS
+    from atomic_comp.prompts import format_prompt
+
+    from .conftest import tiny_recipe
+
+    default, marked = (BiographyFamily(tiny_world_cfg, tiny_recipe(noun_sentences=True, hop_markers=on), seed=1)
+                       for on in (False, True))
+    pairs = [(a, b) for t in ("mem", "ctx", "comp")
+             for a, b in zip(default.train_items(t, 60), marked.train_items(t, 60))]
+    pairs += [(a, b) for t in ("mem", "ctx", "comp") for level in ("iid", "composition", "zero_shot")
+              for a, b in zip(default.test_items(t, level, 20, set()), marked.test_items(t, level, 20, set()))]
+    assert len(pairs) == 3 * 60 + 9 * 20
+    marker = re.compile("|".join(HOP_MARKERS.values()))
+    for a, b in pairs:
+        assert {k: v for k, v in a.items() if k != "answer_cot"} == {k: v for k, v in b.items() if k != "answer_cot"}
+        assert marker.findall(b["answer_cot"]) == [HOP_MARKERS[g] for g in a["hop_groups"]]
+        assert b["answer_cot"].startswith(HOP_MARKERS[a["hop_groups"][0]] + " ")
+        assert marker.sub("", b["answer_cot"]).replace("  ", " ").strip() == a["answer_cot"]
+        assert relation_phrases(b) == relation_phrases(a)
+        prompt = format_prompt(b)
+        for (i, forced, obj), (_, plain, _) in zip(forced_prefixes(b), forced_prefixes(a), strict=True):
+            chain = forced[len(prompt):]
+            assert obj == a["entities"][i + 1] and chain.count(". ") == i
+            assert chain.rsplit(". ", 1)[-1].strip().startswith(HOP_MARKERS[a["hop_groups"][i]] + " ")
+            assert marker.sub("", chain).replace("  ", " ") == plain[len(prompt):]
+    read = _family(tiny_world_cfg, noun_sentences=True, read_parametric=1.0)
+    read.maker.hop_markers = True
+    rewritten = [it for it in read.train_items("ctx", 100) if BY_NAME[it["relation_path"][-1]].group == PARAMETRIC]
+    assert rewritten and all(it["answer_cot"].count(HOP_MARKERS[CONTEXTUAL]) == it["hops"]
+                             and HOP_MARKERS[PARAMETRIC] not in it["answer_cot"] for it in rewritten)
+
+
 def test_a_path_seen_in_training_is_an_iid_test_path_only_for_its_own_task(tiny_family):
     """read_parametric gives Ctx training items a parametric last relation; such a path must not become an
     I.I.D. Ctx test path (a Ctx test item with a parametric hop would be a Comp item)."""

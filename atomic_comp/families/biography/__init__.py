@@ -28,7 +28,7 @@ class BiographyFamily:
                                ContextSpec(c.distractor_people, c.facts_per_paragraph, c.mem_context,
                                            c.held_out_filler, c.nonce_relations, c.fresh_objects,
                                            c.mem_stated, c.read_parametric),
-                               seed, recipe_cfg.test_people, recipe_cfg.instruction)
+                               seed, recipe_cfg.test_people, recipe_cfg.instruction, recipe_cfg.hop_markers)
 
     # A chunk draws its questions' first people from a disjoint share of the people,
     # so chunks can be generated in parallel and never duplicate an item.

@@ -51,9 +51,16 @@ def question_text(path: list[Relation], head: str, template: int) -> str:
     return QUESTION_TEMPLATES[template].format(wh=wh, of_chain=of_chain(path, head), poss_chain=poss_chain(path, head))
 
 
-def chain_of_thought(world: World, path: list[Relation], entities: list[int]) -> str:
+# recipe.hop_markers: each chain step opens by saying where its fact comes from, so the chain commits to reading
+# or recalling before it writes the relation word (a held-out one says neither)
+HOP_MARKERS = {CONTEXTUAL: "The context says", PARAMETRIC: "I recall"}
+
+
+def chain_of_thought(world: World, path: list[Relation], entities: list[int], markers: bool = False) -> str:
     """One fact per hop, each in the world's own sentence for it, then the answer marker."""
     steps = [world.sentence(rel, entities[i]) for i, rel in enumerate(path)]
+    if markers:
+        steps = [f"{HOP_MARKERS[rel.group]} {step}" for rel, step in zip(path, steps)]
     return " ".join(steps) + f" {ANSWER_MARKER} {world.object_name(path[-1], entities[-2])}"
 
 
@@ -88,8 +95,10 @@ class ItemMaker:
     """Walks paths for a task, level and side (train/test) and renders them as items."""
 
     def __init__(self, world: World, split: LevelSplit, hop_values: list[int], hop_weights: list[float],
-                 context: ContextSpec, seed: int, test_people: float, instruction: bool = True):
+                 context: ContextSpec, seed: int, test_people: float, instruction: bool = True,
+                 hop_markers: bool = False):
         self.world = world
+        self.hop_markers = hop_markers
         self.instruction = INSTRUCTION if instruction else ""
         self.split = split
         self.hop_values = hop_values
@@ -249,7 +258,7 @@ class ItemMaker:
             "question": question_text(path, head, template),
             "context": self._context(task, path, entities, rng, side),
             "answer": answer,
-            "answer_cot": chain_of_thought(world, path, entities),
+            "answer_cot": chain_of_thought(world, path, entities, self.hop_markers),
             "instruction": self.instruction,
             "gen_type": GEN_TYPE[task],
         }
