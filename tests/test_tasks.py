@@ -15,13 +15,13 @@ def _all_items(data):
         yield from data.splits[split]
 
 
-def _family(world_cfg, noun_sentences: bool = False, **context):
+def _family(world_cfg, noun_sentences: bool = False, hop_markers: bool = False, **context):
     """The tiny recipe's family with some recipe.context fields changed."""
     from .conftest import tiny_recipe
 
     from atomic_comp.families.biography import BiographyFamily
 
-    r = tiny_recipe(noun_sentences=noun_sentences)
+    r = tiny_recipe(noun_sentences=noun_sentences, hop_markers=hop_markers)
     for key, value in context.items():
         setattr(r.context, key, value)
     return BiographyFamily(world_cfg, r, seed=1)
@@ -318,14 +318,10 @@ def test_hop_markers_open_each_chain_step_with_where_its_fact_comes_from(tiny_wo
     import re
 
     from atomic_comp.evaluate import forced_prefixes, relation_phrases
-    from atomic_comp.families.biography import BiographyFamily
     from atomic_comp.families.biography.tasks import HOP_MARKERS
     from atomic_comp.prompts import format_prompt
 
-    from .conftest import tiny_recipe
-
-    default, marked = (BiographyFamily(tiny_world_cfg, tiny_recipe(noun_sentences=True, hop_markers=on), seed=1)
-                       for on in (False, True))
+    default, marked = (_family(tiny_world_cfg, noun_sentences=True, hop_markers=on) for on in (False, True))
     pairs = [(a, b) for t in ("mem", "ctx", "comp")
              for a, b in zip(default.train_items(t, 60), marked.train_items(t, 60))]
     pairs += [(a, b) for t in ("mem", "ctx", "comp") for level in ("iid", "composition", "zero_shot")
@@ -344,8 +340,7 @@ def test_hop_markers_open_each_chain_step_with_where_its_fact_comes_from(tiny_wo
             assert obj == a["entities"][i + 1] and chain.count(". ") == i
             assert chain.rsplit(". ", 1)[-1].strip().startswith(HOP_MARKERS[a["hop_groups"][i]] + " ")
             assert marker.sub("", chain).replace("  ", " ") == plain[len(prompt):]
-    read = _family(tiny_world_cfg, noun_sentences=True, read_parametric=1.0)
-    read.maker.hop_markers = True
+    read = _family(tiny_world_cfg, noun_sentences=True, hop_markers=True, read_parametric=1.0)
     rewritten = [it for it in read.train_items("ctx", 100) if BY_NAME[it["relation_path"][-1]].group == PARAMETRIC]
     assert rewritten and all(it["answer_cot"].count(HOP_MARKERS[CONTEXTUAL]) == it["hops"]
                              and HOP_MARKERS[PARAMETRIC] not in it["answer_cot"] for it in rewritten)
