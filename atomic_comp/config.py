@@ -214,6 +214,9 @@ class SFTConfig:
     save_steps: int = 200
     logging_steps: int = 10
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+    # modules whose weights the stage leaves as its parent had them, by name: self_attn, mlp, embed_tokens,
+    # q_proj, ... (FREEZABLE). [self_attn] trains facts into the MLPs while the attention's lookups stay put
+    freeze: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -237,6 +240,7 @@ class RLConfig:
     logging_steps: int = 5
     warmup_ratio: float = 0.0
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+    freeze: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -455,6 +459,9 @@ TASKS = ("mem", "ctx", "comp")
 EVAL_LEVELS = ("iid", "composition", "zero_shot")
 INJECTIONS = ("first_sft", "stage")
 RL_LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
+# module names of Llama-family decoders (the tiny model, Qwen2.5); the tied lm_head is embed_tokens' matrix
+FREEZABLE = ("embed_tokens", "self_attn", "q_proj", "k_proj", "v_proj", "o_proj", "mlp", "gate_proj", "up_proj",
+             "down_proj", "input_layernorm", "post_attention_layernorm", "norm", "lm_head")
 
 
 def _validate_stage_hyper(h, prefix: str) -> None:
@@ -479,6 +486,10 @@ def _validate_stage_hyper(h, prefix: str) -> None:
         _check(h.format_reward >= 0, f"{prefix}.format_reward", h.format_reward, "a weight >= 0 (0 = off)")
     lora = h.lora
     _check(lora.r >= 1, f"{prefix}.lora.r", lora.r, "an integer >= 1")
+    for name in h.freeze:
+        _check(name in FREEZABLE, f"{prefix}.freeze", name, f"module names among {', '.join(FREEZABLE)}")
+    _check(not (lora.enabled and h.freeze), f"{prefix}.freeze", list(h.freeze),
+           "empty when the stage trains LoRA adapters (peft freezes every base weight already)")
 
 
 def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:

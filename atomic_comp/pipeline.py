@@ -125,9 +125,18 @@ def injects(cfg: RunConfig) -> bool:
 
 def inject_key(cfg: RunConfig, data_key: str) -> str:
     return "stage-" + cache.stable_hash({
-        "parent": base_key(cfg, data_key), "kind": "inject", "hyper": dataclasses.asdict(cfg.stage.inject),
+        "parent": base_key(cfg, data_key), "kind": "inject", "hyper": _hyper(cfg.stage.inject),
         "model": dataclasses.asdict(cfg.model), "data": data_key, "seed": cfg.seed, **_determinism(cfg),
     })
+
+
+def _hyper(h) -> dict:
+    """A stage's hyperparameters as its key sees them: `freeze` only when set, so that the keys of stages
+    trained before the knob existed still name them."""
+    d = dataclasses.asdict(h)
+    if not d["freeze"]:
+        del d["freeze"]
+    return d
 
 
 def _determinism(cfg: RunConfig) -> dict:
@@ -169,7 +178,7 @@ def stage_key(cfg: RunConfig, data_key: str, spec: StageSpec, first: bool, paren
     selection = {t: getattr(cfg.recipe, f"{t}_proportion") for t in spec.tasks}
     return "stage-" + cache.stable_hash({
         "parent": parent_key, "kind": spec.kind, "tasks": list(spec.tasks), "pool": pool,
-        "hyper": dataclasses.asdict(hyper), "selection": selection, "biographies": bios,
+        "hyper": _hyper(hyper), "selection": selection, "biographies": bios,
         "model": dataclasses.asdict(cfg.model), "data": data_key, "seed": cfg.seed, **_determinism(cfg),
     })
 

@@ -63,6 +63,8 @@ def test_pipeline_options_are_slugs_of_their_names():
     ("recipe.context.mem_stated=1.5", "recipe.context.mem_stated"),
     ("recipe.context.read_parametric=-0.5", "recipe.context.read_parametric"),
     ("model.num_heads=3", "model.num_heads"),
+    ("stage.sft.freeze=[attention]", "stage.sft.freeze"),
+    ("stage.rl.freeze=[mlp,layers]", "stage.rl.freeze"),
     ("pipeline.members=[nope]", "pipeline.members"),
     ("+pipeline.stages=[{kind: sft, tasks: [mem]}]", "pipeline"),
 ])
@@ -78,6 +80,14 @@ def test_stage_overrides_are_typed():
     cfg = _compose(["pipeline=sft_comp", "+pipeline.stages.0.overrides={max_stepz: 3}"])
     with pytest.raises(ConfigError, match="overrides"):
         validate_run(cfg)
+
+
+def test_freezing_a_lora_stage_is_refused_with_the_stage_named():
+    """peft trains adapters and freezes every base weight: a freeze list there would silently mean nothing."""
+    cfg = _compose(["pipeline=sft_mem_ctx__lora_comp", "stage.sft.freeze=[mlp]"])
+    with pytest.raises(ConfigError) as err:
+        validate_run(cfg)
+    assert err.value.key == "pipeline.stages[1].overrides.freeze" and err.value.value == ["mlp"]
 
 
 def test_deepspeed_without_the_extra_is_refused_before_any_work(tmp_path):

@@ -270,6 +270,9 @@ def test_stage_keys_depend_only_on_what_changes_the_stage():
     assert keys("seed=2")[0] != base[0]
     assert keys("deterministic=false") == base and keys("deterministic=true")[0] != base[0]  # off: old keys
     assert keys("recipe.hops.min=1", "recipe.hops.weights=[0.5,0.5]")[0] != base[0]
+    frozen = keys("stage.sft.freeze=[self_attn]")
+    assert frozen[0] != base[0] and frozen[1] != base[1]  # RL's parent changed
+    assert keys("stage.rl.freeze=[embed_tokens]")[0] == base[0]
 
 
 def test_eval_keys_change_with_the_metric_code_not_only_its_config(monkeypatch):

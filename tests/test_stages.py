@@ -93,6 +93,20 @@ def test_lora_stage_trains_adapters_and_saves_a_merged_checkpoint(colour_sft, tm
     assert changed and all(("q_proj" in n or "v_proj" in n) for n in changed)
 
 
+def test_frozen_modules_keep_their_parents_weights_and_the_rest_trains(colour_sft, tmp_path):
+    """stage.sft.freeze=[self_attn]: every attention weight is its parent's, bit for bit, while the MLPs move."""
+    ckpt, _ = colour_sft
+    cfg = SFTConfig(lr=1e-3, max_steps=5, batch_size=16, save_steps=1000, logging_steps=1, freeze=["self_attn"])
+    metrics = sft.run(ckpt, cfg, _colour_rows(), tmp_path / "frozen", 0, "cpu")
+    trained = dict(load_model(tmp_path / "frozen" / "checkpoint").named_parameters())
+    base = dict(load_model(ckpt).named_parameters())
+    changed = {n for n in base if not torch.equal(base[n], trained[n])}
+    attention = {n for n in base if ".self_attn." in n}
+    assert attention and not changed & attention
+    assert any(".mlp." in n for n in changed)
+    assert metrics["trainable_params"] == sum(p.numel() for n, p in base.items() if n not in attention)
+
+
 def test_fused_head_on_cpu_scores_only_labelled_positions_and_matches_plain_cross_entropy():
     """atomic_comp's TRL patch: the compact fused LM head gives the model's own completion-only loss and gradient."""
     import trl.trainer.utils as trl_utils

@@ -148,6 +148,19 @@ def fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
-def load_parent(parent: Path, dtype: str):
+def freeze_modules(model, names) -> None:
+    """Stop the gradient of every parameter under a module whose own name (the last part of its dotted path)
+    is in `names`: `self_attn` freezes all attention layers. The Trainer's optimiser skips them."""
+    names = set(names)
+    for path, module in model.named_modules():
+        if path.rsplit(".", 1)[-1] in names:
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+
+def load_parent(parent: Path, dtype: str, freeze=()):
     model = load_model(parent, dtype)
-    return model, load_tokenizer(parent), {"parent": str(parent), "parent_fingerprint": fingerprint(model)}
+    freeze_modules(model, freeze)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return model, load_tokenizer(parent), {"parent": str(parent), "parent_fingerprint": fingerprint(model),
+                                           "trainable_params": trainable}

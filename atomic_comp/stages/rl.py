@@ -18,7 +18,7 @@ from .reward import exact_match_reward, format_reward
 def run(parent: Path, cfg, data: Dataset, work: Path, seed: int, device: str, dtype: str = "float32",
         deepspeed: str | None = None, progress=None, deterministic: bool = False) -> dict:
     """`data` has prompt and answer columns. Writes work/checkpoint; returns training metrics."""
-    model, tokenizer, start = load_parent(parent, dtype)
+    model, tokenizer, start = load_parent(parent, dtype, cfg.freeze)
     rewards, weights = [exact_match_reward], [1.0]
     if cfg.format_reward > 0:
         rewards.append(format_reward)

@@ -17,7 +17,7 @@ from .common import callbacks, load_parent, lora_config, trainer_args, train_and
 def run(parent: Path, cfg, data: Dataset, work: Path, seed: int, device: str, dtype: str = "float32",
         deepspeed: str | None = None, progress=None, deterministic: bool = False) -> dict:
     """`data` has prompt/completion columns. Writes work/checkpoint; returns training metrics."""
-    model, tokenizer, start = load_parent(parent, dtype)
+    model, tokenizer, start = load_parent(parent, dtype, cfg.freeze)
     args = TRLSFTConfig(
         **trainer_args(cfg, work, seed, device, deepspeed, deterministic),
         num_train_epochs=cfg.epochs,
