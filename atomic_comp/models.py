@@ -76,7 +76,3 @@ def save_checkpoint(model, tokenizer, path: Path) -> None:
     # the caller decides who saves: under data parallel, transformers would skip non-zero ranks
     model.save_pretrained(str(path), safe_serialization=True, is_main_process=True)
     tokenizer.save_pretrained(str(path))
-
-
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())

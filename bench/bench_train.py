@@ -52,9 +52,9 @@ def main(overrides: list[str]) -> None:
         cache = Path(cfg.cache_dir or tmp)
         data = load_data(cfg.world, cfg.recipe, cfg.seed, str(cache))
         parent, _, _ = base_model(cfg, data, cache / "models")
-        from atomic_comp.models import count_parameters, load_model
+        from atomic_comp.models import load_model
 
-        params = count_parameters(load_model(parent, cfg.model.dtype))
+        params = load_model(parent, cfg.model.dtype).num_parameters()
         spec_sft, spec_rl = cfg.pipeline.stages
         hyper, pool, _ = stage_config(cfg, spec_sft, True)
         hyper.max_steps, hyper.save_steps, hyper.logging_steps = 30, 10_000, 10

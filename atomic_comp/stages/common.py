@@ -161,6 +161,5 @@ def freeze_modules(model, names) -> None:
 def load_parent(parent: Path, dtype: str, freeze=()):
     model = load_model(parent, dtype)
     freeze_modules(model, freeze)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return model, load_tokenizer(parent), {"parent": str(parent), "parent_fingerprint": fingerprint(model),
-                                           "trainable_params": trainable}
+                                           "trainable_params": model.num_parameters(only_trainable=True)}
