@@ -58,7 +58,7 @@ def main(overrides: list[str]) -> None:
         spec_sft, spec_rl = cfg.pipeline.stages
         hyper, pool, _ = stage_config(cfg, spec_sft, True)
         hyper.max_steps, hyper.save_steps, hyper.logging_steps = 30, 10_000, 10
-        rows = _sft_rows(stage_items(data, pool, list(spec_sft.tasks), cfg.recipe), [])
+        rows = _sft_rows(stage_items(data, pool, list(spec_sft.tasks), cfg.recipe))
         m = sft.run(parent, hyper, rows, Path(tmp) / "sft", cfg.seed, device, cfg.model.dtype)
         tokens = max(h.get("num_tokens", 0) for h in m["log_history"])
         tok_s = tokens / m["train_seconds"]
