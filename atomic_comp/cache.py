@@ -10,6 +10,7 @@ others wait and reuse it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +37,26 @@ def code_version(files: tuple[str, ...]) -> str:
     for rel in files:
         h.update((root / rel).read_bytes())
     return h.hexdigest()[:12]
+
+
+def folder_digest(folder: Path | str) -> str:
+    """Hash of the names and bytes of the files under a folder (hidden ones aside): a key that includes it
+    changes when a local checkpoint is overwritten in place, which its path alone would not show."""
+    root = Path(folder)
+    files = sorted(f for f in root.rglob("*")  # not .git or a download tool's .cache: not the model
+                   if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts))
+    return _folder_digest(str(folder), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=8)
+def _folder_digest(folder: str, files: tuple) -> str:  # files' (path, size, mtime): unchanged ones hash once
+    h = hashlib.sha256()
+    for path, _, _ in files:
+        h.update(os.path.relpath(path, folder).encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def write_atomic(path: Path | str, text: str) -> None:

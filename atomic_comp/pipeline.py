@@ -186,7 +186,10 @@ def stage_key(cfg: RunConfig, data_key: str, spec: StageSpec, first: bool, paren
 def base_key(cfg: RunConfig, data_key: str) -> str:
     m = cfg.model
     if m.name != "tiny":
-        return "base-" + cache.stable_hash({"pretrained": m.pretrained or m.name})
+        name = m.pretrained or m.name
+        # a local checkpoint by its content too; a hub name stands for its files
+        local = {"content": cache.folder_digest(name)} if Path(name).is_dir() else {}
+        return "base-" + cache.stable_hash({"pretrained": name, **local})
     return "base-" + cache.stable_hash({"model": dataclasses.asdict(m), "data": data_key, "seed": cfg.seed})
 
 

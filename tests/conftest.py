@@ -10,6 +10,30 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from atomic_comp.config import RecipeConfig, TaskCounts, WorldConfig  # noqa: E402
 
+QWEN_EOS = "<|endoftext|>"  # Qwen2.5 base: its end of text, and its padding
+
+
+def save_tiny_qwen(path, texts, seed: int = 0) -> None:
+    """A Qwen2-architecture checkpoint of a few thousand weights with a byte-level BPE tokenizer, saved as
+    from_pretrained reads it: what `model.pretrained=/local/path` gets on a cluster, in miniature (the Hub
+    cannot be reached here)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=[QWEN_EOS],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=QWEN_EOS, pad_token=QWEN_EOS)
+    config = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+                         tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    Qwen2ForCausalLM(config).save_pretrained(str(path), safe_serialization=True)
+    tok.save_pretrained(str(path))
+
 
 def tiny_recipe(**kw) -> RecipeConfig:
     """The tiny recipe of conf/recipe/tiny.yaml, smaller pools so tests stay fast."""

@@ -404,3 +404,46 @@ def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summar
     (cell,) = [v for (p, _, metric, task, level, _), v in values.items()
                if (p, metric, task, level) == ("SFT(Mem+Ctx)", "relations_written", "mem", "zero_shot")]
     assert list(cell.values()) == [written["mem"]["zero_shot"]["em"]]
+
+
+def test_a_local_pretrained_checkpoint_runs_every_stage_and_keys_them_by_its_content(tmp_path):
+    """`model.pretrained=/local/path`, the cluster's route, in miniature: a Qwen2 checkpoint with its own
+    byte-level BPE tokenizer goes through the injection, SFT and GRPO stages and the evaluation; every stage
+    stays a Qwen2 model with that tokenizer, and the stage keys follow the checkpoint's bytes, not its path
+    alone, so a checkpoint overwritten in place is not served from the cache."""
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    from atomic_comp.config import ModelConfig
+    from atomic_comp.pipeline import base_key
+
+    from .conftest import save_tiny_qwen
+
+    qwen = tmp_path / "qwen"
+    texts = ["Who is the boss of the spouse of Dalton Ibarra? So, the answer is: Justin Cain.",
+             "Lena Ortiz's email address is lena.ortiz7@mail.com. Her phone number is 5550192834."]
+    save_tiny_qwen(qwen, texts)
+    args = ["model=qwen2.5-0.5b", f"model.pretrained={qwen}", "model.dtype=float32", "pipeline=sft_mem_ctx__rl_comp",
+            "logger=none"]
+    run = launch(args, tmp_path / "cache", tmp_path / "out")
+    assert run.returncode == 0, run.stderr[-3000:]
+    rec = results(tmp_path / "out")["pipelines"]["SFT(Mem+Ctx)->RL(Comp)"]
+    stages = [rec["injection"], *rec["stages"]]
+    assert [s["name"] for s in stages] == ["Inject(Bios)", "SFT(Mem+Ctx)", "RL(Comp)"]
+    for stage in ("SFT(Mem+Ctx)", "RL(Comp)"):
+        assert {lv: c["n"] for lv, c in rec["eval"][stage]["comp"].items()} == {
+            "iid": 3, "composition": 3, "zero_shot": 3}
+    source = AutoTokenizer.from_pretrained(str(qwen)).get_vocab()
+    for s in stages:
+        ckpt = s["path"]
+        assert AutoConfig.from_pretrained(str(ckpt)).model_type == "qwen2"
+        assert AutoTokenizer.from_pretrained(str(ckpt)).get_vocab() == source
+
+    def key() -> str:
+        return base_key(SimpleNamespace(model=ModelConfig(name="qwen2.5-0.5b", pretrained=str(qwen))), "data")
+
+    before = key()
+    assert key() == before
+    save_tiny_qwen(qwen, texts, seed=1)  # other weights, same path
+    assert key() != before

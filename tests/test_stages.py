@@ -14,6 +14,8 @@ from atomic_comp.models import build_tiny_model, build_tokenizer, load_model, sa
 from atomic_comp.stages import rl, sft
 from atomic_comp.stages.common import fingerprint
 
+from .conftest import save_tiny_qwen
+
 pytestmark = pytest.mark.slow
 
 COLORS = ["red", "blue", "green", "gold"]
@@ -27,12 +29,18 @@ def _colour_rows() -> Dataset:
                               "completion": [f" So, the answer is: {c}" for _ in PROMPTS for c in COLORS]})
 
 
-@pytest.fixture(scope="module")
-def colour_sft(tmp_path_factory) -> Path:
-    """A tiny model that SFT taught the answer format, and to answer each colour a quarter of the time."""
+@pytest.fixture(scope="module", params=["tiny", "qwen2"])
+def colour_sft(tmp_path_factory, request) -> Path:
+    """A tiny model that SFT taught the answer format, and to answer each colour a quarter of the time: the
+    word-level tiny Llama trained from scratch, and a Qwen2 checkpoint with a byte-level BPE tokenizer (the
+    cluster's kind of model, whose end of text is not the tiny tokenizer's)."""
     root = tmp_path_factory.mktemp("colour")
-    tok = build_tokenizer([p + c for p, c in zip(_colour_rows()["prompt"], _colour_rows()["completion"])])
-    save_checkpoint(build_tiny_model(MODEL, tok, seed=0), tok, root / "base")
+    texts = [p + c for p, c in zip(_colour_rows()["prompt"], _colour_rows()["completion"])]
+    if request.param == "qwen2":
+        save_tiny_qwen(root / "base", texts)
+    else:
+        tok = build_tokenizer(texts)
+        save_checkpoint(build_tiny_model(MODEL, tok, seed=0), tok, root / "base")
     metrics = sft.run(root / "base", SFTConfig(lr=3e-3, max_steps=200, batch_size=16, save_steps=1000,
                                                logging_steps=10), _colour_rows(), root / "sft", 0, "cpu")
     return root / "sft" / "checkpoint", metrics
