@@ -12,11 +12,22 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-SMOKE_DATA = ["world.n_parametric=40", "world.n_contextual=40", "recipe.sft_pool={mem:60,ctx:60,comp:60}",
-              "recipe.rl_pool={mem:20,ctx:20,comp:20}", "recipe.test_per_level=5"]
+
+
+def leaf_overrides(node, prefix: str) -> list[str]:
+    """A config node as one `key=value` override per leaf (lists whole)."""
+    if OmegaConf.is_dict(node):
+        return [o for k, v in node.items() for o in leaf_overrides(v, f"{prefix}.{k}")]
+    return [f"{prefix}={OmegaConf.to_container(node) if OmegaConf.is_list(node) else node}".replace(" ", "")]
+
+
+# experiment=smoke's world and recipe, for the data app, which has no experiment group
+SMOKE = OmegaConf.load(ROOT / "conf" / "experiment" / "smoke.yaml")
+SMOKE_DATA = leaf_overrides(SMOKE.world, "world") + leaf_overrides(SMOKE.recipe, "recipe")
 
 
 def bench(script: str, *args: str) -> str:
