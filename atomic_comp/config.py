@@ -307,6 +307,9 @@ class EvalConfig:
     # teacher-forced hops: the gold chain up to each hop's object, then greedy (off: it doubles eval time). It
     # separates finding a hop's object from writing the chain to it, and says whose fact a wrong object is
     forced_hops: bool = False
+    # counterfactual hops: contextual hops forced with their fact changed in the context; says whether a trained
+    # lookup reads the context or recalls the fact from training chains (the world's facts are fixed)
+    counterfactual_hops: bool = False
 
 
 @dataclass

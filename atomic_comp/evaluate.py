@@ -7,6 +7,8 @@ after the last 'So, the answer is:'; a missing marker counts as wrong.
 from __future__ import annotations
 
 import itertools
+import random
+import re
 from collections import Counter, defaultdict
 
 import torch
@@ -263,6 +265,31 @@ class _Facts:
         return "other"
 
 
+def _continue_hops(model, tokenizer, prefixes: list[str], objects: list[str], batch_size: int) -> list[str]:
+    """Greedy continuations of hop prefixes, a few tokens longer than the longest object."""
+    width = max((len(tokenizer(" " + obj)["input_ids"]) for obj in objects), default=1) + 2
+    return generate_greedy(model, tokenizer, prefixes, batch_size, width)
+
+
+def _hop_row(it: dict, hop: int, facts: "_Facts", **fields) -> dict:
+    return {"task": it["task"], "level": it["level"], "question": it["question"], "hop": hop,
+            "group": it["hop_groups"][hop], "relation": it["relation_path"][hop],
+            "relation_level": facts.level.get(it["relation_path"][hop], "unknown"), **fields}
+
+
+def _hop_cells(rows: list[dict], hit: str) -> dict:
+    """task -> level -> "<hop group>/<relation level>" -> {em: share of rows whose outcome is `hit`, n, outcomes}."""
+    cells = defaultdict(list)
+    for row in rows:
+        cells[(row["task"], row["level"], f"{row['group']}/{row['relation_level']}")].append(row)
+    result: dict = {}
+    for (task, level, cell), rs in sorted(cells.items()):
+        counts = Counter(r["outcome"] for r in rs)
+        result.setdefault(task, {}).setdefault(level, {})[cell] = {
+            "em": counts[hit] / len(rs), "n": len(rs), "outcomes": dict(sorted(counts.items()))}
+    return result
+
+
 def forced_hops(model, tokenizer, items: list[dict], world: dict, batch_size: int) -> tuple[dict, list[dict]]:
     """Teacher-forced hop accuracy: the gold chain up to each hop's object, then greedy decoding.
 
@@ -273,23 +300,64 @@ def forced_hops(model, tokenizer, items: list[dict], world: dict, batch_size: in
     """
     facts = _Facts(world)
     jobs = [(it, i, prefix, obj) for it in items for i, prefix, obj in forced_prefixes(it)]
-    width = max((len(tokenizer(" " + obj)["input_ids"]) for *_, obj in jobs), default=1) + 2
-    outputs = generate_greedy(model, tokenizer, [prefix for _, _, prefix, _ in jobs], batch_size, width)
-    rows, cells = [], defaultdict(list)
+    outputs = _continue_hops(model, tokenizer, [j[2] for j in jobs], [j[3] for j in jobs], batch_size)
+    rows = []
     for (it, i, _, obj), out in zip(jobs, outputs):
-        rel, group = it["relation_path"][i], it["hop_groups"][i]
+        group = it["hop_groups"][i]
         context = it.get("context") or "" if group == "contextual" else None  # parametric: no context counts
-        row = {"task": it["task"], "level": it["level"], "question": it["question"], "hop": i, "group": group,
-               "relation": rel, "relation_level": facts.level.get(rel, "unknown"), "object": obj, "output": out,
-               "outcome": facts.outcome(out, obj, it["entities"][i], rel, context)}
-        rows.append(row)
-        cells[(it["task"], it["level"], f"{group}/{row['relation_level']}")].append(row)
-    result: dict = {}
-    for (task, level, cell), rs in sorted(cells.items()):
-        counts = Counter(r["outcome"] for r in rs)
-        result.setdefault(task, {}).setdefault(level, {})[cell] = {
-            "em": counts["right"] / len(rs), "n": len(rs), "outcomes": dict(sorted(counts.items()))}
-    return result, rows
+        rows.append(_hop_row(it, i, facts, object=obj, output=out,
+                             outcome=facts.outcome(out, obj, it["entities"][i], it["relation_path"][i], context)))
+    return _hop_cells(rows, "right"), rows
+
+
+# where a counterfactual hop's answer came from: the changed context, the world's fact (memory), neither
+COUNTERFACTUAL_OUTCOMES = ("context", "memory", "other")
+_SENTENCE_END = re.compile(r"(?<=\.)\s+")
+
+
+def counterfactual_prefixes(item: dict, world: dict) -> list[tuple[int, str, str, str]]:
+    """(hop, prompt + gold chain up to the hop's object, the world's object, the context's) for each contextual
+    hop whose fact is one sentence of the context, with that sentence's object changed to the same relation's
+    object for someone else, named nowhere in the item.
+
+    The world's facts are fixed, so a model can answer a contextual hop by recalling the object from the
+    training chains that stated it instead of reading the context; only a changed context tells the two apart."""
+    facts = _Facts(world) if isinstance(world, dict) else world
+    cot, spans = _gold_hops(item)
+    context = item.get("context") or ""
+    text = " ".join((item["question"], context, cot))
+    out = []
+    for i, (_, j) in enumerate(spans):
+        if item["hop_groups"][i] != "contextual":
+            continue
+        subject, obj = item["entities"][i], item["entities"][i + 1]
+        has = re.compile(rf"(?<!\w){re.escape(obj)}(?!\w)")
+        said = [s for s in _SENTENCE_END.split(context) if subject in s and has.search(s)]
+        if len(said) > 1:  # a symmetric fact is also stated from the object's side: keep the subject's own
+            said = [s for s in said if s.startswith(subject)]
+        others = sorted({raw for raw, _ in facts.by_relation[item["relation_path"][i]].values()
+                         if raw not in text and not any(raw in e or e in raw for e in item["entities"])})
+        if len(said) != 1 or not others:
+            continue
+        fresh = random.Random(f"{item['question']}|{context}|{i}").choice(others)
+        changed = context.replace(said[0], has.sub(fresh, said[0]), 1)
+        out.append((i, format_prompt(dict(item, context=changed)) + cot[:j].rstrip(), obj, fresh))
+    return out
+
+
+def counterfactual_hops(model, tokenizer, items: list[dict], world: dict, batch_size: int) -> tuple[dict, list[dict]]:
+    """Contextual hops forced as in `forced_hops`, but with the hop's fact changed in the context
+    (`counterfactual_prefixes`): em is the share that writes the context's object (reads), and the outcomes
+    count `COUNTERFACTUAL_OUTCOMES` (memory: the world's object, recalled against the context)."""
+    facts = _Facts(world)
+    jobs = [(it, i, prefix, obj, fresh) for it in items for i, prefix, obj, fresh in counterfactual_prefixes(it, facts)]
+    outputs = _continue_hops(model, tokenizer, [j[2] for j in jobs], [j[4] for j in jobs], batch_size)
+    rows = []
+    for (it, i, _, obj, fresh), out in zip(jobs, outputs):
+        said = normalize(out)
+        outcome = "context" if _writes(said, normalize(fresh)) else "memory" if _writes(said, normalize(obj)) else "other"
+        rows.append(_hop_row(it, i, facts, object=obj, context_object=fresh, output=out, outcome=outcome))
+    return _hop_cells(rows, "context"), rows
 
 
 def select_probes(probes, per_level: int) -> list[dict]:

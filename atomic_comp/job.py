@@ -59,6 +59,15 @@ def headline_table(results: dict) -> str:
         parts += [f"  {name:<28} " + "  ".join(f"{task} {100 * lv['zero_shot']['em']:.0f}"
                                                for task, lv in w.items() if "zero_shot" in lv)
                   for name, w in written.items() if w]
+    counterfactual = last_stage_metric(results, "counterfactual_hops")
+    if any(counterfactual.values()):
+        parts += ["", "Contextual hops forced with their fact changed in the context, each pipeline's last stage:",
+                  "  % that write the context's object / % the world's (recalled), by level: relation level"]
+        for name, f in counterfactual.items():
+            for task, levels in (f or {}).items():
+                parts.append(f"  {name:<28} {task:<5} " + "  ".join(
+                    f"{level}:{cell.split('/')[1]} {100 * c['em']:.0f}/{100 * c['outcomes'].get('memory', 0) / c['n']:.0f}"
+                    for level, cells in levels.items() for cell, c in cells.items()))
     stages: dict = {}  # each stage as its first pipeline ran it (later ones find it cached)
     for rec in results["pipelines"].values():
         for s in ([rec["injection"]] if rec.get("injection") else []) + rec["stages"]:
@@ -140,7 +149,7 @@ def run(cfg: RunConfig, out: Path) -> dict:
     if cells:
         results["chart"] = str(level_bars(cells, out / "comp_levels.png"))
     cache.write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
-    for rows_file in ("passk_samples.jsonl", "forced_hops.jsonl"):  # optional evaluations' rows, beside predictions
+    for rows_file in ("passk_samples.jsonl", "forced_hops.jsonl", "counterfactual_hops.jsonl"):  # optional evaluations' rows, beside predictions
         rows = []
         for name, rec in results["pipelines"].items():
             for stage in rec["stages"]:

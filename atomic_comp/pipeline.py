@@ -274,7 +274,8 @@ def eval_key(cfg: RunConfig, data: Data, record: dict) -> str:
 def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root: Path, device: str,
                    progress: Progress | None = None) -> tuple[dict, list]:
     """Greedy exact match of a stage's checkpoint, cached per (stage key, eval config, eval code)."""
-    from atomic_comp.evaluate import evaluate, evaluate_passk, forced_hops, recall, select_items, select_probes
+    from atomic_comp.evaluate import (counterfactual_hops, evaluate, evaluate_passk, forced_hops, recall, select_items,
+                                      select_probes)
 
     key = eval_key(cfg, data, record)
 
@@ -298,11 +299,13 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
         if e.recall_items > 0 and "recall" in data.splits:  # released files carry no probes
             metrics["recall"] = recall(model, tok, select_probes(data.splits["recall"], e.recall_items),
                                        e.batch_size)
-        if e.forced_hops:
-            metrics["forced_hops"], rows = forced_hops(model, tok, items, data.world, e.batch_size)
-            with open(work / "forced_hops.jsonl", "w") as f:
-                for row in rows:
-                    f.write(json.dumps(row) + "\n")
+        for name, diagnostic, on in (("forced_hops", forced_hops, e.forced_hops),
+                                     ("counterfactual_hops", counterfactual_hops, e.counterfactual_hops)):
+            if on:
+                metrics[name], rows = diagnostic(model, tok, items, data.world, e.batch_size)
+                with open(work / f"{name}.jsonl", "w") as f:
+                    for row in rows:
+                        f.write(json.dumps(row) + "\n")
         del model
         if device == "cuda":
             torch.cuda.empty_cache()

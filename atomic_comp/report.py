@@ -28,6 +28,14 @@ from atomic_comp.status import sweep_jobs
 # Keys that say where or how a job ran, not what it studied: jobs differing only in these are one setting.
 NOT_A_SETTING = ("seed", "pipeline", "hydra/launcher", "cache_dir", "output_dir", "threads", "logger")
 FIELDS = ["status", "pipeline", "setting", "metric", "task", "level", "stage", "mean", "std", "n_seeds", "seeds", "dir"]
+# the hop diagnostics of evaluate.py, by metric name: (section title, what the number is, its column)
+HOP_DIAGNOSTICS = {
+    "forced_hop": ("Teacher-forced hops", "Hop accuracy with the gold chain forced up to the hop's object",
+                   "forced hop"),
+    "counterfactual_hop": ("Counterfactual contextual hops", "Share of contextual hops, forced as above with the "
+                           "hop's fact changed in the context, that write the context's object (read) rather "
+                           "than the world's (recalled)", "reads the context"),
+}
 
 
 def _setting(overrides: list[str]) -> str:
@@ -77,10 +85,11 @@ def collect(sweeps: Path | list[Path]) -> tuple[dict, list[dict], dict]:
                     values[(name, setting, "relations_written", task, level, last)][seed] = cell["em"]
             for level, cell in rec["eval"][last].get("recall", {}).items():
                 values[(name, setting, "recall", "parametric", level, last)][seed] = cell["em"]
-            for task, levels in rec["eval"][last].get("forced_hops", {}).items():
-                for level, cells in levels.items():
-                    for cell, c in cells.items():
-                        values[(name, setting, "forced_hop", task, f"{level}:{cell}", last)][seed] = c["em"]
+            for diagnostic in HOP_DIAGNOSTICS:
+                for task, levels in rec["eval"][last].get(f"{diagnostic}s", {}).items():
+                    for level, cells in levels.items():
+                        for cell, c in cells.items():
+                            values[(name, setting, diagnostic, task, f"{level}:{cell}", last)][seed] = c["em"]
             for level, curve in rec["eval"][last].get("pass_at_k", {}).items():
                 for k, v in curve.items():
                     passk[(name, setting, level)][int(k)].append(v)
@@ -152,16 +161,16 @@ def markdown(table: list[dict]) -> str:
             txt = [_mean_std_cell(v) for v in vals]
             lines.append(f"| {p} | {s} | " + " | ".join(txt) + f" | {max(v['n_seeds'] for v in vals if v)} |")
         lines.append("")
-    forced = [r for r in table if r["status"] == "ok" and r["metric"] == "forced_hop"]
-    if forced:
-        lines += ["## Teacher-forced hops", "",
-                  "Hop accuracy with the gold chain forced up to the hop's object (`eval.forced_hops`), of each "
-                  "pipeline's last stage, mean ± std (points).", "",
-                  "| pipeline | setting | task | level: hop group / relation level | forced hop | seeds |",
-                  "| --- | --- | --- | --- | ---: | ---: |"]
-        lines += [f"| {r['pipeline']} | {r['setting']} | {r['task']} | {r['level']} | {_mean_std_cell(r)} | "
-                  f"{r['n_seeds']} |" for r in forced]
-        lines.append("")
+    for diagnostic, (title, says, column) in HOP_DIAGNOSTICS.items():
+        found = [r for r in table if r["status"] == "ok" and r["metric"] == diagnostic]
+        if found:
+            lines += [f"## {title}", "", f"{says} (`eval.{diagnostic}s`), of each pipeline's last stage, mean ± std "
+                      "(points).", "",
+                      f"| pipeline | setting | task | level: hop group / relation level | {column} | seeds |",
+                      "| --- | --- | --- | --- | ---: | ---: |"]
+            lines += [f"| {r['pipeline']} | {r['setting']} | {r['task']} | {r['level']} | {_mean_std_cell(r)} | "
+                      f"{r['n_seeds']} |" for r in found]
+            lines.append("")
     missing = [r for r in table if r["status"] == "missing"]
     if missing:
         lines += ["## Failed or missing jobs", ""] + [f"- `{r['dir']}` ({r['pipeline']}, seed {r['seeds']})"

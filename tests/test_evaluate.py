@@ -260,3 +260,40 @@ def test_forced_hops_scores_each_hop_and_says_whose_fact_a_wrong_object_is(tiny_
             for cell, c in cells.items():
                 assert cell.split("/")[0] in ("parametric", "contextual") and c["n"] == sum(c["outcomes"].values())
                 assert c["em"] == c["outcomes"].get("right", 0) / c["n"]
+
+
+def test_counterfactual_hops_change_one_fact_of_the_context_and_say_whether_the_model_read_it(tiny_data):
+    """Each contextual hop is forced as in forced_hops, with the one context sentence that states its fact now
+    naming another object, named nowhere else in the item; a model that writes that object read the context,
+    one that writes the world's recalled it, and the cells count exactly what the model wrote."""
+    from atomic_comp.evaluate import counterfactual_hops, counterfactual_prefixes, forced_prefixes
+
+    items = [it for it in _items(tiny_data, 120) if "contextual" in it["hop_groups"]]
+    table, expect = {}, []
+    for it in items:
+        forced = {hop: prefix for hop, prefix, _ in forced_prefixes(it)}
+        changed = counterfactual_prefixes(it, tiny_data.world)
+        assert [hop for hop, *_ in changed] == [i for i, g in enumerate(it["hop_groups"]) if g == "contextual"]
+        for hop, prefix, obj, fresh in changed:
+            original = format_prompt(it)
+            chain = forced[hop][len(original):]
+            assert prefix.endswith(chain) and obj == it["entities"][hop + 1]
+            before, after = original.splitlines(), prefix[:len(prefix) - len(chain)].splitlines()
+            diff = [(a, b) for a, b in zip(before, after) if a != b]
+            assert len(before) == len(after) and len(diff) == 1  # one paragraph changed, in one place
+            assert fresh not in original + format_completion(it) and diff[0][1].count(fresh) == 1
+            assert diff[0][1].replace(fresh, obj) == diff[0][0]  # only the object changed
+            answer, outcome = [(fresh, "context"), (obj, "memory"), ("Nobody Here", "other")][len(expect) % 3]
+            table[prefix] = f" {answer}."
+            expect.append(outcome)
+    assert len(expect) >= 30
+    tok = build_tokenizer(list(table) + list(table.values()))
+    result, rows = counterfactual_hops(OracleLM(tok, table), tok, items, tiny_data.world, batch_size=8)
+    assert [r["outcome"] for r in rows] == expect
+    reads = sum(c["outcomes"].get("context", 0) for levels in result.values() for cells in levels.values()
+                for c in cells.values())
+    assert reads == expect.count("context")
+    for levels in result.values():
+        for cells in levels.values():
+            for cell, c in cells.items():
+                assert cell.startswith("contextual/") and c["em"] == c["outcomes"].get("context", 0) / c["n"]

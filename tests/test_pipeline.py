@@ -374,7 +374,7 @@ def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summar
     out = root / "forced"
     from atomic_comp.evaluate import WRONG_OUTCOMES
 
-    res = launch(["pipeline=sft_mem_ctx", "eval.forced_hops=true"], root / "cache", out)
+    res = launch(["pipeline=sft_mem_ctx", "eval.forced_hops=true", "eval.counterfactual_hops=true"], root / "cache", out)
     assert res.returncode == 0, res.stderr[-3000:]
     rec = results(out)["pipelines"]["SFT(Mem+Ctx)"]
     assert rec["stages"][0]["cached"] is True
@@ -401,6 +401,17 @@ def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summar
     values, missing, _ = collect(sweep)
     text = markdown(table_rows(values, missing))
     assert "## Teacher-forced hops" in text and "zero_shot:contextual/held_out" in text
+    # the counterfactual hops: one row per contextual hop it could change, all of them contextual, counted by
+    # its cells, in the summary and in the report
+    from atomic_comp.evaluate import COUNTERFACTUAL_OUTCOMES
+
+    changed = [json.loads(line) for line in (out / "counterfactual_hops.jsonl").read_text().splitlines()]
+    cells = rec["eval"]["SFT(Mem+Ctx)"]["counterfactual_hops"]
+    assert changed and {r["group"] for r in changed} == {"contextual"}
+    assert all(r["outcome"] in COUNTERFACTUAL_OUTCOMES and r["context_object"] != r["object"] for r in changed)
+    assert sum(c["n"] for levels in cells.values() for cs in levels.values() for c in cs.values()) == len(changed)
+    assert "fact changed in the context" in res.stdout + res.stderr
+    assert "## Counterfactual contextual hops" in text
     (cell,) = [v for (p, _, metric, task, level, _), v in values.items()
                if (p, metric, task, level) == ("SFT(Mem+Ctx)", "relations_written", "mem", "zero_shot")]
     assert list(cell.values()) == [written["mem"]["zero_shot"]["em"]]
