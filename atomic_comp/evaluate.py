@@ -315,14 +315,15 @@ COUNTERFACTUAL_OUTCOMES = ("context", "memory", "other")
 _SENTENCE_END = re.compile(r"(?<=\.)\s+")
 
 
-def counterfactual_prefixes(item: dict, world: dict) -> list[tuple[int, str, str, str]]:
+def counterfactual_prefixes(item: dict, world: "dict | _Facts") -> list[tuple[int, str, str, str]]:
     """(hop, prompt + gold chain up to the hop's object, the world's object, the context's) for each contextual
     hop whose fact is one sentence of the context, with that sentence's object changed to the same relation's
     object for someone else, named nowhere in the item.
 
     The world's facts are fixed, so a model can answer a contextual hop by recalling the object from the
-    training chains that stated it instead of reading the context; only a changed context tells the two apart."""
-    facts = _Facts(world) if isinstance(world, dict) else world
+    training chains that stated it instead of reading the context; only a changed context tells the two apart.
+    `world` is the data's world JSON, or its `_Facts` when called for many items."""
+    facts = world if isinstance(world, _Facts) else _Facts(world)
     cot, spans = _gold_hops(item)
     context = item.get("context") or ""
     text = " ".join((item["question"], context, cot))
@@ -350,12 +351,14 @@ def counterfactual_hops(model, tokenizer, items: list[dict], world: dict, batch_
     (`counterfactual_prefixes`): em is the share that writes the context's object (reads), and the outcomes
     count `COUNTERFACTUAL_OUTCOMES` (memory: the world's object, recalled against the context)."""
     facts = _Facts(world)
-    jobs = [(it, i, prefix, obj, fresh) for it in items for i, prefix, obj, fresh in counterfactual_prefixes(it, facts)]
+    jobs = [(it, i, prefix, obj, fresh) for it in items
+            for i, prefix, obj, fresh in counterfactual_prefixes(it, facts)]
     outputs = _continue_hops(model, tokenizer, [j[2] for j in jobs], [j[4] for j in jobs], batch_size)
     rows = []
     for (it, i, _, obj, fresh), out in zip(jobs, outputs):
         said = normalize(out)
-        outcome = "context" if _writes(said, normalize(fresh)) else "memory" if _writes(said, normalize(obj)) else "other"
+        outcome = ("context" if _writes(said, normalize(fresh)) else
+                   "memory" if _writes(said, normalize(obj)) else "other")
         rows.append(_hop_row(it, i, facts, object=obj, context_object=fresh, output=out, outcome=outcome))
     return _hop_cells(rows, "context"), rows
 

@@ -66,7 +66,8 @@ def headline_table(results: dict) -> str:
         for name, f in counterfactual.items():
             for task, levels in (f or {}).items():
                 parts.append(f"  {name:<28} {task:<5} " + "  ".join(
-                    f"{level}:{cell.split('/')[1]} {100 * c['em']:.0f}/{100 * c['outcomes'].get('memory', 0) / c['n']:.0f}"
+                    f"{level}:{cell.split('/')[1]} {100 * c['em']:.0f}/"
+                    f"{100 * c['outcomes'].get('memory', 0) / c['n']:.0f}"
                     for level, cells in levels.items() for cell, c in cells.items()))
     stages: dict = {}  # each stage as its first pipeline ran it (later ones find it cached)
     for rec in results["pipelines"].values():
@@ -149,7 +150,8 @@ def run(cfg: RunConfig, out: Path) -> dict:
     if cells:
         results["chart"] = str(level_bars(cells, out / "comp_levels.png"))
     cache.write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
-    for rows_file in ("passk_samples.jsonl", "forced_hops.jsonl", "counterfactual_hops.jsonl"):  # optional evaluations' rows, beside predictions
+    # optional evaluations' rows, beside the predictions
+    for rows_file in ("passk_samples.jsonl", "forced_hops.jsonl", "counterfactual_hops.jsonl"):
         rows = []
         for name, rec in results["pipelines"].items():
             for stage in rec["stages"]:
