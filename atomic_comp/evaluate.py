@@ -341,7 +341,7 @@ def counterfactual_prefixes(item: dict, world: "dict | _Facts") -> list[tuple[in
         if len(said) != 1 or not others:
             continue
         fresh = random.Random(f"{item['question']}|{context}|{i}").choice(others)
-        changed = context.replace(said[0], has.sub(fresh, said[0]), 1)
+        changed = context.replace(said[0], has.sub(lambda _: fresh, said[0]), 1)  # fresh as text, not a pattern
         out.append((i, format_prompt(dict(item, context=changed)) + cot[:j].rstrip(), obj, fresh))
     return out
 
