@@ -151,7 +151,7 @@ def run(cfg: RunConfig, out: Path) -> dict:
         results["chart"] = str(level_bars(cells, out / "comp_levels.png"))
     cache.write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
     # optional evaluations' rows, beside the predictions
-    for rows_file in ("passk_samples.jsonl", "forced_hops.jsonl", "counterfactual_hops.jsonl"):
+    for rows_file in ("passk_samples.jsonl", *(f"{name}.jsonl" for name in pl.HOP_DIAGNOSTICS)):
         rows = []
         for name, rec in results["pipelines"].items():
             for stage in rec["stages"]:

@@ -264,6 +264,8 @@ def publish_ranked(root: Path, key: str, build: Callable[[Path], None], resume: 
 
 # the metric's code: a change to it re-scores cached checkpoints instead of reusing old numbers
 EVAL_CODE_FILES = ("evaluate.py", "prompts.py")
+# optional hop diagnostics: each is an eval switch, a function of evaluate.py, a results.json key and a rows file
+HOP_DIAGNOSTICS = ("forced_hops", "counterfactual_hops")
 
 
 def eval_key(cfg: RunConfig, data: Data, record: dict) -> str:
@@ -274,8 +276,8 @@ def eval_key(cfg: RunConfig, data: Data, record: dict) -> str:
 def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root: Path, device: str,
                    progress: Progress | None = None) -> tuple[dict, list]:
     """Greedy exact match of a stage's checkpoint, cached per (stage key, eval config, eval code)."""
-    from atomic_comp.evaluate import (counterfactual_hops, evaluate, evaluate_passk, forced_hops, recall, select_items,
-                                      select_probes)
+    from atomic_comp import evaluate as metric
+    from atomic_comp.evaluate import evaluate, evaluate_passk, recall, select_items, select_probes
 
     key = eval_key(cfg, data, record)
 
@@ -299,10 +301,9 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
         if e.recall_items > 0 and "recall" in data.splits:  # released files carry no probes
             metrics["recall"] = recall(model, tok, select_probes(data.splits["recall"], e.recall_items),
                                        e.batch_size)
-        for name, diagnostic, on in (("forced_hops", forced_hops, e.forced_hops),
-                                     ("counterfactual_hops", counterfactual_hops, e.counterfactual_hops)):
-            if on:
-                metrics[name], rows = diagnostic(model, tok, items, data.world, e.batch_size)
+        for name in HOP_DIAGNOSTICS:
+            if getattr(e, name):
+                metrics[name], rows = getattr(metric, name)(model, tok, items, data.world, e.batch_size)
                 with open(work / f"{name}.jsonl", "w") as f:
                     for row in rows:
                         f.write(json.dumps(row) + "\n")

@@ -374,7 +374,8 @@ def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summar
     out = root / "forced"
     from atomic_comp.evaluate import WRONG_OUTCOMES
 
-    res = launch(["pipeline=sft_mem_ctx", "eval.forced_hops=true", "eval.counterfactual_hops=true"], root / "cache", out)
+    res = launch(["pipeline=sft_mem_ctx", "eval.forced_hops=true", "eval.counterfactual_hops=true"], root / "cache",
+                 out)
     assert res.returncode == 0, res.stderr[-3000:]
     rec = results(out)["pipelines"]["SFT(Mem+Ctx)"]
     assert rec["stages"][0]["cached"] is True
