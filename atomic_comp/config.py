@@ -80,6 +80,9 @@ class ContextConfig:
     # values the item does not mention: a fact memorised from other items' chains then gives the wrong
     # answer, so only reading the context is rewarded (docs/tuning.md section 13)
     fresh_objects: float = 0.0
+    # the same swap for that share of training Comp items, on their trailing contextual hops (a parametric
+    # hop's object stays memory's): Comp chains then cannot recall a contextual fact either (docs/tuning.md 23)
+    fresh_comp_objects: float = 0.0
     # share of training Mem items whose context also states each hop's (parametric) fact, beside the same
     # relation's fact about someone else: whether to read or recall is then decided by what the context
     # states, not by which group the relation word belongs to (docs/tuning.md section 14)
@@ -409,6 +412,8 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
     _check(0.0 <= c.mem_stated <= 1.0, f"{prefix}.context.mem_stated", c.mem_stated,
            "a proportion in [0, 1]")
     _check(0.0 <= c.fresh_objects <= 1.0, f"{prefix}.context.fresh_objects", c.fresh_objects,
+           "a proportion in [0, 1]")
+    _check(0.0 <= c.fresh_comp_objects <= 1.0, f"{prefix}.context.fresh_comp_objects", c.fresh_comp_objects,
            "a proportion in [0, 1]")
     _check(0.0 <= c.read_parametric <= 1.0, f"{prefix}.context.read_parametric", c.read_parametric,
            "a proportion in [0, 1]")

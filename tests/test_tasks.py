@@ -272,6 +272,41 @@ def test_fresh_objects_swap_a_share_of_training_ctx_objects_for_unmentioned_ones
     assert 0.35 * len(plain) < changed < 0.65 * len(plain)
 
 
+def test_fresh_comp_objects_swap_the_trailing_contextual_objects_of_a_share_of_training_comp_items(tiny_world_cfg):
+    """fresh_comp_objects swaps the objects of a training Comp item's trailing contextual hops, throughout
+    context and chain, for ones the item did not mention; the hops before them, parametric ones included, stay
+    memory's facts, items that end on a parametric hop never change, and every other item is the default's."""
+    import re
+
+    default, fresh = (_family(tiny_world_cfg, fresh_comp_objects=share) for share in (0.0, 0.5))
+    plain, swapped = _changed_only_in("comp", default, fresh)
+    eligible = changed = 0
+    for a, b in zip(plain, swapped):
+        groups = a["hop_groups"]
+        first = len(groups)
+        while first and groups[first - 1] == CONTEXTUAL:
+            first -= 1
+        assert 0 < first  # a Comp path has a parametric hop
+        eligible += first < len(groups)
+        if a == b:
+            continue
+        changed += 1
+        assert first < len(groups)
+        assert b["question"] == a["question"] and b["hop_groups"] == groups
+        assert b["entities"][:first + 1] == a["entities"][:first + 1] and b["answer"] == b["entities"][-1]
+        old_text = " ".join((a["question"], a["context"], a["answer_cot"]))
+        assert all(new not in old_text for new in b["entities"][first + 1:])
+        steps_a, steps_b = (x["answer_cot"].split(" So, the answer is:")[0].split(". ") for x in (a, b))
+        assert steps_b[:first] == steps_a[:first]  # memory's hops are untouched
+        assert all(step.rstrip(".") + "." in b["context"] for step in steps_b[first:])
+        undone = dict(b)
+        for old, new in zip(a["entities"][first + 1:], b["entities"][first + 1:]):
+            for key in ("context", "answer_cot"):
+                undone[key] = re.sub(rf"(?<!\w){re.escape(new)}(?!\w)", old, undone[key])
+        assert dict(undone, entities=a["entities"], answer=a["answer"]) == a
+    assert eligible > 50 and 0.35 * eligible < changed < 0.65 * eligible
+
+
 def test_read_parametric_asks_a_share_of_training_ctx_last_hops_as_a_parametric_attribute_read_from_context(
         tiny_world_cfg):
     """read_parametric turns the last hop of that share of training Ctx items (those whose subject has no

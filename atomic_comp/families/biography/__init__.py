@@ -27,7 +27,7 @@ class BiographyFamily:
         self.maker = ItemMaker(self.world, self.split, recipe_cfg.hops.values(), list(recipe_cfg.hops.weights),
                                ContextSpec(c.distractor_people, c.facts_per_paragraph, c.mem_context,
                                            c.held_out_filler, c.nonce_relations, c.fresh_objects,
-                                           c.mem_stated, c.read_parametric),
+                                           c.mem_stated, c.read_parametric, c.fresh_comp_objects),
                                seed, recipe_cfg.test_people, recipe_cfg.instruction, recipe_cfg.hop_markers)
 
     # A chunk draws its questions' first people from a disjoint share of the people,

@@ -89,6 +89,7 @@ class ContextSpec:
     fresh_objects: float = 0.0  # share of training Ctx items whose hop objects are swapped for unrelated ones
     mem_stated: float = 0.0  # share of training Mem items whose context also states each hop's fact
     read_parametric: float = 0.0  # share of training Ctx items whose last hop reads a parametric relation's fact
+    fresh_comp_objects: float = 0.0  # fresh_objects for training Comp items, on their trailing contextual hops
 
 
 class ItemMaker:
@@ -262,8 +263,9 @@ class ItemMaker:
             "instruction": self.instruction,
             "gen_type": GEN_TYPE[task],
         }
+        if side == "train" and task in ("ctx", "comp"):
+            self._fresh_objects(item, path, task)
         if side == "train" and task == "ctx":
-            self._fresh_objects(item, path)
             self._nonce_relations(item, path, head, template)
             self._read_parametric(item, path, entities, head, template)
         if side == "train" and task == "mem":
@@ -295,24 +297,30 @@ class ItemMaker:
         own.shuffle(paragraphs)
         item["context"] = "\n".join(paragraphs)
 
-    def _fresh_objects(self, item: dict, path: list[Relation]) -> None:
+    def _fresh_objects(self, item: dict, path: list[Relation], task: str) -> None:
         """Swap each hop's object, everywhere in the prompt and chain, for a person (value) the item does not
-        mention: the context then states facts that memory contradicts, and only reading it is rewarded."""
-        own = self._chosen(item, "fresh", self.context.fresh_objects)
+        mention: the context then states facts that memory contradicts, and only reading it is rewarded.
+        A Comp item's swap covers its trailing contextual hops only: an earlier hop's object is the subject
+        of a later hop, and a parametric hop must stay the fact memory holds."""
+        first = len(path)
+        while first and path[first - 1].group == CONTEXTUAL:
+            first -= 1
+        share = self.context.fresh_objects if task == "ctx" else self.context.fresh_comp_objects
+        own = self._chosen(item, "fresh", share) if first < len(path) else None
         if own is None:
             return
         text = " ".join((item["question"], item["context"], item["answer_cot"]))
         fresh: list[str] = []
-        for rel in path:
+        for rel in path[first:]:
             pool = self.world.names if rel.person else sorted(set(self.world.facts[rel.name].values()))
             unused = [x for x in pool if x not in text and not any(x in e or e in x for e in item["entities"] + fresh)]
             if not unused:  # a tiny world can run out; the item then stays as it is
                 return
             fresh.append(own.choice(unused))
-        for old, new in zip(item["entities"][1:], fresh):
+        for old, new in zip(item["entities"][first + 1:], fresh):
             for key in ("context", "answer_cot"):
                 item[key] = re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", new, item[key])
-        item["entities"] = item["entities"][:1] + fresh
+        item["entities"] = item["entities"][:first + 1] + fresh
         item["answer"] = fresh[-1]
 
     def _nonce_relations(self, item: dict, path: list[Relation], head: str, template: int) -> None:
