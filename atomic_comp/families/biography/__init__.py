@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from .levels import LEVELS, LevelSplit
@@ -23,11 +24,8 @@ class BiographyFamily:
         lv = world_cfg.levels
         self.split = LevelSplit.build({"iid": lv.iid, "composition": lv.composition, "held_out": lv.held_out},
                                       seed, dict(lv.pinned), lv.composition_train_share)
-        c = recipe_cfg.context
         self.maker = ItemMaker(self.world, self.split, recipe_cfg.hops.values(), list(recipe_cfg.hops.weights),
-                               ContextSpec(c.distractor_people, c.facts_per_paragraph, c.mem_context,
-                                           c.held_out_filler, c.nonce_relations, c.fresh_objects,
-                                           c.mem_stated, c.read_parametric, c.fresh_comp_objects),
+                               ContextSpec(**dataclasses.asdict(recipe_cfg.context)),
                                seed, recipe_cfg.test_people, recipe_cfg.instruction, recipe_cfg.hop_markers)
 
     # A chunk draws its questions' first people from a disjoint share of the people,

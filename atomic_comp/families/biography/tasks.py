@@ -87,9 +87,9 @@ class ContextSpec:
     held_out_filler: bool = True  # training contexts may state held-out relations' facts (never an answer there)
     nonce_relations: float = 0.0  # share of training Ctx items whose relations are renamed to made-up nouns
     fresh_objects: float = 0.0  # share of training Ctx items whose hop objects are swapped for unrelated ones
+    fresh_comp_objects: float = 0.0  # fresh_objects for training Comp items, on their trailing contextual hops
     mem_stated: float = 0.0  # share of training Mem items whose context also states each hop's fact
     read_parametric: float = 0.0  # share of training Ctx items whose last hop reads a parametric relation's fact
-    fresh_comp_objects: float = 0.0  # fresh_objects for training Comp items, on their trailing contextual hops
 
 
 class ItemMaker:
