@@ -27,7 +27,6 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,16 +143,15 @@ def _nested_indices(paths: list[list[str]], seed: int, label: str) -> list[int]:
     return [i for _, i in keyed]
 
 
-def generate(world: WorldConfig, recipe: RecipeConfig, seed: int, family: str = "biography",
-             workers: int | None = None, scratch: Path | None = None):
+def generate(world: WorldConfig, recipe: RecipeConfig, seed: int, scratch: Path, family: str = "biography",
+             workers: int | None = None):
     """Build every split: (DatasetDict, world_json). Deterministic in its arguments, not in `workers`.
 
-    Chunks are written under `scratch` (a temporary folder by default), which must outlive the result.
+    Chunks are written under `scratch`, which must outlive the result (the splits map its files) and is the
+    caller's to remove: the cache builds it inside the entry's work folder, so nothing outlives a failed build.
     """
     global _FAMILY
     workers = workers or os.cpu_count() or 1
-    if scratch is None:
-        scratch = Path(tempfile.mkdtemp(prefix="atomic_comp-data-"))
     scratch.mkdir(parents=True, exist_ok=True)
     fam = _FAMILY = get_family(family)(world, recipe, seed)
     try:
@@ -326,7 +324,7 @@ def load_data(world: WorldConfig, recipe: RecipeConfig, seed: int, cache_dir: st
             splits, world_json = released_splits(recipe.released_dir)
             (work / "chunks").mkdir()
         else:
-            splits, world_json = generate(world, recipe, seed, family, scratch=work / "chunks")
+            splits, world_json = generate(world, recipe, seed, work / "chunks", family)
         splits["drills"] = drills(splits, recipe, seed)
         datasets.disable_progress_bars()
         # datasets cannot reload an empty split (released files may have no biographies)

@@ -74,13 +74,13 @@ def test_same_key_gives_identical_bytes_and_a_changed_config_a_new_entry(tmp_pat
     assert data_key(tiny_world_cfg, tiny_recipe(sft_pool=tiny_recipe().rl_pool, comp_proportion=0.3), 1) == a.key
 
 
-def test_worker_count_does_not_change_the_data(tiny_world_cfg):
+def test_worker_count_does_not_change_the_data(tiny_world_cfg, tmp_path):
     from atomic_comp import recipe
 
     r = tiny_recipe()
     r.sft_pool.comp = recipe.CHUNK_ITEMS + 10  # two chunks
-    one, _ = recipe.generate(tiny_world_cfg, r, 1, workers=1)
-    two, _ = recipe.generate(tiny_world_cfg, r, 1, workers=2)
+    one, _ = recipe.generate(tiny_world_cfg, r, 1, tmp_path / "one", workers=1)
+    two, _ = recipe.generate(tiny_world_cfg, r, 1, tmp_path / "two", workers=2)
     for split in ("train_sft", "test"):
         assert one[split]["question"] == two[split]["question"]
         assert one[split]["context"] == two[split]["context"]
