@@ -253,23 +253,32 @@ def test_fresh_objects_swap_a_share_of_training_ctx_objects_for_unmentioned_ones
     plain, swapped = _changed_only_in("ctx", default, fresh)
     changed = 0
     for a, b in zip(plain, swapped):
-        if a == b:
-            continue
-        changed += 1
-        old_text = " ".join((a["question"], a["context"], a["answer_cot"]))
-        assert b["question"] == a["question"] and b["relation_path"] == a["relation_path"]
-        assert b["entities"][0] == a["entities"][0] and b["answer"] == b["entities"][-1]
-        assert all(new not in old_text for new in b["entities"][1:])
-        # the chain is still read off the context: every step is one of its sentences
-        steps = b["answer_cot"].split(" So, the answer is:")[0].split(". ")
-        assert all(step.rstrip(".") + "." in b["context"] for step in steps)
-        assert b["answer_cot"].endswith(f"So, the answer is: {b['answer']}")
-        undone = dict(b)
-        for old, new in zip(a["entities"][1:], b["entities"][1:]):
-            for key in ("context", "answer_cot"):
-                undone[key] = re.sub(rf"(?<!\w){re.escape(new)}(?!\w)", old, undone[key])
-        assert dict(undone, entities=a["entities"], answer=a["answer"]) == a
+        if a != b:
+            changed += 1
+            _assert_swapped_from(a, b, first=0)
     assert 0.35 * len(plain) < changed < 0.65 * len(plain)
+
+
+def _assert_swapped_from(a: dict, b: dict, first: int) -> None:
+    """b is item a with the objects of hops first.. swapped, throughout context and chain, for ones a did not
+    mention; the question, the path and the hops before `first` are a's, and every swapped chain step is still
+    a sentence of the context."""
+    import re
+
+    assert b["question"] == a["question"] and b["relation_path"] == a["relation_path"]
+    assert b["hop_groups"] == a["hop_groups"]
+    assert b["entities"][:first + 1] == a["entities"][:first + 1] and b["answer"] == b["entities"][-1]
+    old_text = " ".join((a["question"], a["context"], a["answer_cot"]))
+    assert all(new not in old_text for new in b["entities"][first + 1:])
+    steps_a, steps_b = (x["answer_cot"].split(" So, the answer is:")[0].split(". ") for x in (a, b))
+    assert steps_b[:first] == steps_a[:first]  # memory's hops are untouched
+    assert all(step.rstrip(".") + "." in b["context"] for step in steps_b[first:])
+    assert b["answer_cot"].endswith(f"So, the answer is: {b['answer']}")
+    undone = dict(b)
+    for old, new in zip(a["entities"][first + 1:], b["entities"][first + 1:]):
+        for key in ("context", "answer_cot"):
+            undone[key] = re.sub(rf"(?<!\w){re.escape(new)}(?!\w)", old, undone[key])
+    assert dict(undone, entities=a["entities"], answer=a["answer"]) == a
 
 
 def test_fresh_comp_objects_swap_the_trailing_contextual_objects_of_a_share_of_training_comp_items(tiny_world_cfg):
@@ -288,23 +297,55 @@ def test_fresh_comp_objects_swap_the_trailing_contextual_objects_of_a_share_of_t
             first -= 1
         assert 0 < first  # a Comp path has a parametric hop
         eligible += first < len(groups)
-        if a == b:
-            continue
-        changed += 1
-        assert first < len(groups)
-        assert b["question"] == a["question"] and b["hop_groups"] == groups
-        assert b["entities"][:first + 1] == a["entities"][:first + 1] and b["answer"] == b["entities"][-1]
-        old_text = " ".join((a["question"], a["context"], a["answer_cot"]))
-        assert all(new not in old_text for new in b["entities"][first + 1:])
-        steps_a, steps_b = (x["answer_cot"].split(" So, the answer is:")[0].split(". ") for x in (a, b))
-        assert steps_b[:first] == steps_a[:first]  # memory's hops are untouched
-        assert all(step.rstrip(".") + "." in b["context"] for step in steps_b[first:])
-        undone = dict(b)
-        for old, new in zip(a["entities"][first + 1:], b["entities"][first + 1:]):
-            for key in ("context", "answer_cot"):
-                undone[key] = re.sub(rf"(?<!\w){re.escape(new)}(?!\w)", old, undone[key])
-        assert dict(undone, entities=a["entities"], answer=a["answer"]) == a
+        if a != b:
+            changed += 1
+            assert first < len(groups)
+            _assert_swapped_from(a, b, first)
     assert eligible > 50 and 0.35 * eligible < changed < 0.65 * eligible
+
+
+def test_question_repeats_ask_a_training_ctx_or_comp_question_again_with_its_own_context(tiny_world_cfg):
+    """question_repeats lets a training Ctx or Comp question (first person, relation path) be asked up to that
+    many times, each time with another context and, under fresh objects, other objects: a world too small for a
+    pool of distinct questions holds it. Mem and test questions stay distinct."""
+    from collections import Counter, defaultdict
+
+    from atomic_comp.config import WorldConfig
+
+    small = WorldConfig(n_parametric=8, n_contextual=8)
+
+    def family(repeats: int):
+        from .conftest import tiny_recipe
+
+        from atomic_comp.families.biography import BiographyFamily
+
+        r = tiny_recipe()
+        r.hops.max, r.hops.weights = 2, [1.0]
+        r.context.fresh_objects = r.context.fresh_comp_objects = 1.0
+        r.context.question_repeats = repeats
+        return BiographyFamily(small, r, seed=1)
+
+    n = 1000
+    with pytest.raises(RuntimeError, match="world is too small"):
+        family(1).train_items("ctx", n)
+    again = family(3)
+    for task in ("ctx", "comp"):
+        asked = defaultdict(list)
+        for it in again.train_items(task, n):
+            asked[(it["entities"][0], tuple(it["relation_path"]))].append(it)
+        counts = Counter(len(v) for v in asked.values())
+        assert sum(k * v for k, v in counts.items()) == n and max(counts) == 3, counts
+        for items in asked.values():
+            assert len({it["context"] for it in items}) == len(items)
+        if task == "ctx":  # each asking draws its own objects (a small world has few values, so some coincide)
+            repeated = [items for items in asked.values() if len(items) > 1]
+            assert sum(len({it["answer"] for it in items}) == len(items) for items in repeated) > 0.5 * len(repeated)
+    mem = again.train_items("mem", 300)
+    assert len({(it["entities"][0], tuple(it["relation_path"])) for it in mem}) == 300
+    test = again.test_items("ctx", "composition", 30, set())  # all this world has: a test question is asked once
+    assert len({(it["entities"][0], tuple(it["relation_path"])) for it in test}) == 30
+    with pytest.raises(RuntimeError, match="could only make 30 of 31"):
+        again.test_items("ctx", "composition", 31, set())
 
 
 def test_read_parametric_asks_a_share_of_training_ctx_last_hops_as_a_parametric_attribute_read_from_context(

@@ -31,7 +31,8 @@ class BiographyFamily:
     # A chunk draws its questions' first people from a disjoint share of the people,
     # so chunks can be generated in parallel and never duplicate an item.
     def train_items(self, task: str, n: int, chunk: int = 0, n_chunks: int = 1) -> list[dict]:
-        """n distinct training items, iid_share of them at the iid level, the rest composition."""
+        """n training items, iid_share of them at the iid level, the rest composition; distinct questions unless
+        recipe.context.question_repeats lets a Ctx or Comp question be asked again."""
         maker = self.maker.for_chunk(chunk, n_chunks)
         seen: set = set()
         n_iid = round(n * self.recipe.iid_share)

@@ -88,6 +88,7 @@ class ContextSpec:
     nonce_relations: float = 0.0  # share of training Ctx items whose relations are renamed to made-up nouns
     fresh_objects: float = 0.0  # share of training Ctx items whose hop objects are swapped for unrelated ones
     fresh_comp_objects: float = 0.0  # fresh_objects for training Comp items, on their trailing contextual hops
+    question_repeats: int = 1  # times a training Ctx or Comp question may be asked, each with its own context
     mem_stated: float = 0.0  # share of training Mem items whose context also states each hop's fact
     read_parametric: float = 0.0  # share of training Ctx items whose last hop reads a parametric relation's fact
 
@@ -377,8 +378,11 @@ class ItemMaker:
     # -- item sets -----------------------------------------------------------
     def make(self, task: str, level: str, side: str, n: int, seen: set, label: str,
              paths: list[tuple[str, ...]] | None = None) -> list[dict]:
-        """n distinct items; `paths`, when given, are the only relation paths allowed (I.I.D. test)."""
+        """n items, no question (first person, path) asked more often than its repeats; `paths`, when given, are
+        the only relation paths allowed (I.I.D. test)."""
         rng = random.Random(f"{self.seed}|{label}|{task}|{level}|{side}")
+        # a Mem question asked again is the same item; a Ctx or Comp one comes with another context
+        repeats = self.context.question_repeats if side == "train" and task in ("ctx", "comp") else 1
         items: list[dict] = []
         budget = 200 * n + 1000
         while len(items) < n:
@@ -393,9 +397,9 @@ class ItemMaker:
             if walked is None:
                 continue
             tpath, entities = walked
-            key = (task, entities[0], tpath)
-            if key in seen:
+            asked = next((i for i in range(repeats) if (task, entities[0], tpath, i) not in seen), None)
+            if asked is None:
                 continue
-            seen.add(key)
+            seen.add((task, entities[0], tpath, asked))
             items.append(self.render(task, level, tpath, entities, rng, side))
         return items
