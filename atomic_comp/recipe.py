@@ -148,7 +148,8 @@ def generate(world: WorldConfig, recipe: RecipeConfig, seed: int, scratch: Path,
     """Build every split: (DatasetDict, world_json). Deterministic in its arguments, not in `workers`.
 
     Chunks are written under `scratch`, which must outlive the result (the splits map its files) and is the
-    caller's to remove: the cache builds it inside the entry's work folder, so nothing outlives a failed build.
+    caller's to remove: load_data puts it in the cache entry's work folder and removes it once the splits are
+    saved (a failed build's work folder is wiped by the next build of that key).
     """
     global _FAMILY
     workers = workers or os.cpu_count() or 1
