@@ -15,13 +15,15 @@ def _all_items(data):
         yield from data.splits[split]
 
 
-def _family(world_cfg, noun_sentences: bool = False, hop_markers: bool = False, **context):
-    """The tiny recipe's family with some recipe.context fields changed."""
+def _family(world_cfg, noun_sentences: bool = False, hop_markers: bool = False, two_hops: bool = False, **context):
+    """The tiny recipe's family with some recipe.context fields changed (and only 2-hop paths, if asked)."""
     from .conftest import tiny_recipe
 
     from atomic_comp.families.biography import BiographyFamily
 
     r = tiny_recipe(noun_sentences=noun_sentences, hop_markers=hop_markers)
+    if two_hops:
+        r.hops.max, r.hops.weights = 2, [1.0]
     for key, value in context.items():
         setattr(r.context, key, value)
     return BiographyFamily(world_cfg, r, seed=1)
@@ -313,26 +315,19 @@ def test_question_repeats_ask_a_training_ctx_or_comp_question_again_with_its_own
     from atomic_comp.config import WorldConfig
 
     small = WorldConfig(n_parametric=8, n_contextual=8)
+    once, again = (_family(small, two_hops=True, fresh_objects=1.0, fresh_comp_objects=1.0, question_repeats=k)
+                   for k in (1, 3))
 
-    def family(repeats: int):
-        from .conftest import tiny_recipe
-
-        from atomic_comp.families.biography import BiographyFamily
-
-        r = tiny_recipe()
-        r.hops.max, r.hops.weights = 2, [1.0]
-        r.context.fresh_objects = r.context.fresh_comp_objects = 1.0
-        r.context.question_repeats = repeats
-        return BiographyFamily(small, r, seed=1)
+    def question(it: dict) -> tuple:
+        return it["entities"][0], tuple(it["relation_path"])
 
     n = 1000
     with pytest.raises(RuntimeError, match="world is too small"):
-        family(1).train_items("ctx", n)
-    again = family(3)
+        once.train_items("ctx", n)
     for task in ("ctx", "comp"):
         asked = defaultdict(list)
         for it in again.train_items(task, n):
-            asked[(it["entities"][0], tuple(it["relation_path"]))].append(it)
+            asked[question(it)].append(it)
         counts = Counter(len(v) for v in asked.values())
         assert sum(k * v for k, v in counts.items()) == n and max(counts) == 3, counts
         for items in asked.values():
@@ -341,9 +336,9 @@ def test_question_repeats_ask_a_training_ctx_or_comp_question_again_with_its_own
             repeated = [items for items in asked.values() if len(items) > 1]
             assert sum(len({it["answer"] for it in items}) == len(items) for items in repeated) > 0.5 * len(repeated)
     mem = again.train_items("mem", 300)
-    assert len({(it["entities"][0], tuple(it["relation_path"])) for it in mem}) == 300
+    assert len(set(map(question, mem))) == 300
     test = again.test_items("ctx", "composition", 30, set())  # all this world has: a test question is asked once
-    assert len({(it["entities"][0], tuple(it["relation_path"])) for it in test}) == 30
+    assert len(set(map(question, test))) == 30
     with pytest.raises(RuntimeError, match="could only make 30 of 31"):
         again.test_items("ctx", "composition", 31, set())
 
