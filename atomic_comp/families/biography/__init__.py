@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections import Counter
 
 from .levels import LEVELS, LevelSplit
 from .relations import CONTEXTUAL, PARAMETRIC, RELATIONS
@@ -34,7 +35,7 @@ class BiographyFamily:
         """n training items, iid_share of them at the iid level, the rest composition; distinct questions unless
         recipe.context.question_repeats lets a Ctx or Comp question be asked again."""
         maker = self.maker.for_chunk(chunk, n_chunks)
-        seen: set = set()
+        seen: Counter = Counter()
         n_iid = round(n * self.recipe.iid_share)
         label = f"train|{chunk}/{n_chunks}"
         items = (maker.make(task, "iid", "train", n_iid, seen, label)
@@ -49,7 +50,7 @@ class BiographyFamily:
         # gives Ctx training items a parametric last relation, read from the context)
         paths = sorted(p for p in seen_paths if self.split.path_level(p) == "iid" and self.maker.fits(task, p)) \
             if level == "iid" else None
-        return self.maker.for_chunk(chunk, n_chunks).make(task, level, "test", n, set(),
+        return self.maker.for_chunk(chunk, n_chunks).make(task, level, "test", n, Counter(),
                                                           f"test|{chunk}/{n_chunks}", paths=paths or None)
 
     def biographies(self, paraphrases: int, orders: int = 1) -> list[str]:

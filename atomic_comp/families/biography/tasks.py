@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 from atomic_comp.prompts import ANSWER_MARKER
@@ -376,10 +377,10 @@ class ItemMaker:
         # hop_groups stays all contextual: it says where each hop's fact is found, and here that is the context
 
     # -- item sets -----------------------------------------------------------
-    def make(self, task: str, level: str, side: str, n: int, seen: set, label: str,
+    def make(self, task: str, level: str, side: str, n: int, seen: Counter, label: str,
              paths: list[tuple[str, ...]] | None = None) -> list[dict]:
-        """n items, no question (first person, path) asked more often than its repeats; `paths`, when given, are
-        the only relation paths allowed (I.I.D. test)."""
+        """n items, no question (first person, path) asked more often than its repeats (`seen` counts them);
+        `paths`, when given, are the only relation paths allowed (I.I.D. test)."""
         rng = random.Random(f"{self.seed}|{label}|{task}|{level}|{side}")
         # a Mem question asked again is the same item; a Ctx or Comp one comes with another context
         repeats = self.context.question_repeats if side == "train" and task in ("ctx", "comp") else 1
@@ -397,9 +398,9 @@ class ItemMaker:
             if walked is None:
                 continue
             tpath, entities = walked
-            asked = next((i for i in range(repeats) if (task, entities[0], tpath, i) not in seen), None)
-            if asked is None:
+            question = (task, entities[0], tpath)
+            if seen[question] >= repeats:
                 continue
-            seen.add((task, entities[0], tpath, asked))
+            seen[question] += 1
             items.append(self.render(task, level, tpath, entities, rng, side))
         return items
