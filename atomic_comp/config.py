@@ -83,6 +83,10 @@ class ContextConfig:
     # the same swap for that share of training Comp items, on their trailing contextual hops (a parametric
     # hop's object stays memory's): Comp chains then cannot recall a contextual fact either (docs/tuning.md 23)
     fresh_comp_objects: float = 0.0
+    # share of training Ctx items whose first person is renamed, throughout prompt and chain, to a made-up
+    # person (a first and last name of the world's no person has): without it the lookup is learnt around
+    # the few people training questions start from and found half as often for others (docs/tuning.md 24-25)
+    fresh_heads: float = 0.0
     # times a training Ctx or Comp question (first person and relation path) may be asked, each with its own
     # context and, under fresh objects, its own objects: more items than the world has questions, so a large
     # pool is read, not memorised item by item (docs/tuning.md 24)
@@ -419,6 +423,7 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
            "a proportion in [0, 1]")
     _check(0.0 <= c.fresh_comp_objects <= 1.0, f"{prefix}.context.fresh_comp_objects", c.fresh_comp_objects,
            "a proportion in [0, 1]")
+    _check(0.0 <= c.fresh_heads <= 1.0, f"{prefix}.context.fresh_heads", c.fresh_heads, "a proportion in [0, 1]")
     _check(c.question_repeats >= 1, f"{prefix}.context.question_repeats", c.question_repeats, "an integer >= 1")
     _check(0.0 <= c.read_parametric <= 1.0, f"{prefix}.context.read_parametric", c.read_parametric,
            "a proportion in [0, 1]")

@@ -306,6 +306,34 @@ def test_fresh_comp_objects_swap_the_trailing_contextual_objects_of_a_share_of_t
     assert eligible > 50 and 0.35 * eligible < changed < 0.65 * eligible
 
 
+def test_fresh_heads_rename_the_first_person_of_a_share_of_training_ctx_items(tiny_world_cfg):
+    """fresh_heads renames that share of training Ctx items' first person, throughout question, context and
+    chain, to a made-up person: a first and last name of the world's that no person has, the item did not
+    mention and other items mostly do not share. Undoing the renaming gives the default item back, and every
+    other item, test items included, stays exactly the default's."""
+    import re
+
+    default, fresh = (_family(tiny_world_cfg, fresh_heads=share) for share in (0.0, 0.5))
+    plain, renamed = _changed_only_in("ctx", default, fresh)
+    world_names = set(default.world.names)
+    firsts, lasts = ({n.split(" ", 1)[k] for n in world_names} for k in (0, 1))
+    heads = []
+    for a, b in zip(plain, renamed):
+        if a == b:
+            continue
+        old, new = a["entities"][0], b["entities"][0]
+        heads.append(new)
+        assert new not in world_names and new.split(" ", 1)[0] in firsts and new.split(" ", 1)[1] in lasts
+        assert new not in " ".join((a["question"], a["context"], a["answer_cot"]))
+        assert new in b["question"] and new in b["answer_cot"].split(". ")[0] and new in b["context"]
+        assert old not in " ".join((b["question"], b["context"], b["answer_cot"]))
+        undone = {k: re.sub(rf"(?<!\w){re.escape(new)}(?!\w)", old, v) if isinstance(v, str) else v
+                  for k, v in b.items()}
+        assert dict(undone, entities=a["entities"]) == a and b["entities"][1:] == a["entities"][1:]
+    assert 0.35 * len(plain) < len(heads) < 0.65 * len(plain)
+    assert len(set(heads)) > 0.9 * len(heads)  # not a handful of new people in place of the old
+
+
 def test_question_repeats_ask_a_training_ctx_or_comp_question_again_with_its_own_context(tiny_world_cfg):
     """question_repeats lets a training Ctx or Comp question (first person, relation path) be asked up to that
     many times, each time with another context and, under fresh objects, other objects: a world too small for a

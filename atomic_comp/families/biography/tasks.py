@@ -89,6 +89,7 @@ class ContextSpec:
     nonce_relations: float = 0.0  # share of training Ctx items whose relations are renamed to made-up nouns
     fresh_objects: float = 0.0  # share of training Ctx items whose hop objects are swapped for unrelated ones
     fresh_comp_objects: float = 0.0  # fresh_objects for training Comp items, on their trailing contextual hops
+    fresh_heads: float = 0.0  # share of training Ctx items whose first person is renamed to a made-up person
     question_repeats: int = 1  # times a training Ctx or Comp question may be asked, each with its own context
     mem_stated: float = 0.0  # share of training Mem items whose context also states each hop's fact
     read_parametric: float = 0.0  # share of training Ctx items whose last hop reads a parametric relation's fact
@@ -128,6 +129,10 @@ class ItemMaker:
         self.ctx_people = list(world.contextual)
         self._full: dict[tuple[int, frozenset], str] = {}  # (person, facts left out): whole paragraph
         self.held_out = frozenset(r for r, lvl in split.relation_level.items() if lvl == "held_out")
+        if context.fresh_heads:
+            # made-up people are combinations of the world's own first and last names, so every word is known
+            self.name_parts = tuple(sorted({n.split(" ", 1)[k] for n in world.names}) for k in (0, 1))
+            self.taken_names = set(world.names)
         if context.nonce_relations:
             assert world.noun_sentences, "nonce relations rename the noun of 'X's {noun} is Y.' sentences"
             self.nonce = nonce_nouns(world, seed)
@@ -268,6 +273,7 @@ class ItemMaker:
         if side == "train" and task in ("ctx", "comp"):
             self._fresh_objects(item, path, task)
         if side == "train" and task == "ctx":
+            self._fresh_head(item)
             self._nonce_relations(item, path, head, template)
             self._read_parametric(item, path, entities, head, template)
         if side == "train" and task == "mem":
@@ -324,6 +330,27 @@ class ItemMaker:
                 item[key] = re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", new, item[key])
         item["entities"] = item["entities"][:first + 1] + fresh
         item["answer"] = fresh[-1]
+
+    def _fresh_head(self, item: dict) -> None:
+        """Rename the item's first person, in question, context and chain, to a made-up person (a first and last
+        name no person of the world has): the lookup is then learnt for any name, not around the few people
+        training questions start from. The person's facts stay, so the context still answers the question."""
+        own = self._chosen(item, "head", self.context.fresh_heads)
+        if own is None:
+            return
+        text = " ".join((item["question"], item["context"], item["answer_cot"]))
+        firsts, lasts = self.name_parts
+        for _ in range(100):
+            new = f"{own.choice(firsts)} {own.choice(lasts)}"
+            if new not in self.taken_names and new not in text and not any(new in e or e in new
+                                                                           for e in item["entities"]):
+                break
+        else:  # a tiny world can run out; the item then stays as it is
+            return
+        old = item["entities"][0]
+        for key in ("question", "context", "answer_cot"):
+            item[key] = re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", new, item[key])
+        item["entities"] = [new] + item["entities"][1:]
 
     def _nonce_relations(self, item: dict, path: list[Relation], head: str, template: int) -> None:
         own = self._chosen(item, "nonce", self.context.nonce_relations)
