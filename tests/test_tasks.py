@@ -253,11 +253,15 @@ def test_fresh_objects_swap_a_share_of_training_ctx_objects_for_unmentioned_ones
 
     default, fresh = (_family(tiny_world_cfg, fresh_objects=share) for share in (0.0, 0.5))
     plain, swapped = _changed_only_in("ctx", default, fresh)
+    world = fresh.world
     changed = 0
     for a, b in zip(plain, swapped):
         if a != b:
             changed += 1
             _assert_swapped_from(a, b, first=0)
+            # drawn from the relation's own objects, so a name no such fact has cannot give the swap away
+            for rel, new in zip(b["relation_path"], b["entities"][1:]):
+                assert new in {world.object_name(BY_NAME[rel], p) for p in world.facts[rel]}
     assert 0.35 * len(plain) < changed < 0.65 * len(plain)
 
 

@@ -306,8 +306,9 @@ class ItemMaker:
         item["context"] = "\n".join(paragraphs)
 
     def _fresh_objects(self, item: dict, path: list[Relation], task: str) -> None:
-        """Swap each hop's object, everywhere in the prompt and chain, for a person (value) the item does not
-        mention: the context then states facts that memory contradicts, and only reading it is rewarded.
+        """Swap each hop's object, everywhere in the prompt and chain, for another object of the same relation
+        that the item does not mention: the context then states facts that memory contradicts, and only reading
+        it is rewarded.
         A Comp item's swap covers its trailing contextual hops only: an earlier hop's object is the subject
         of a later hop, and a parametric hop must stay the fact memory holds."""
         first = len(path)
@@ -320,7 +321,9 @@ class ItemMaker:
         text = " ".join((item["question"], item["context"], item["answer_cot"]))
         fresh: list[str] = []
         for rel in path[first:]:
-            pool = self.world.names if rel.person else sorted(set(self.world.facts[rel.name].values()))
+            # the relation's own objects: a name from outside them (a person with no such fact) would say which
+            # sentence is the swapped one, and a model learns to pick the odd name out instead of reading
+            pool = sorted({self.world.object_name(rel, p) for p in self.world.facts[rel.name]})
             unused = [x for x in pool if x not in text and not any(x in e or e in x for e in item["entities"] + fresh)]
             if not unused:  # a tiny world can run out; the item then stays as it is
                 return
