@@ -76,16 +76,16 @@ class ContextConfig:
     # context and chain: the lookup must then match the question's word, as a held-out relation's hop must
     # (a stand-in for what pretraining gives; needs recipe.noun_sentences; docs/tuning.md section 13)
     nonce_relations: float = 0.0
-    # share of training Ctx items whose hop objects are swapped, throughout prompt and chain, for people or
-    # values the item does not mention: a fact memorised from other items' chains then gives the wrong
-    # answer, so only reading the context is rewarded (docs/tuning.md section 13)
+    # share of training Ctx items whose hop objects are swapped, throughout prompt and chain, for other
+    # objects of the same relation that the item does not mention: a fact memorised from other items' chains
+    # then gives the wrong answer, so only reading the context is rewarded (docs/tuning.md sections 13, 25)
     fresh_objects: float = 0.0
     # the same swap for that share of training Comp items, on their trailing contextual hops (a parametric
     # hop's object stays memory's): Comp chains then cannot recall a contextual fact either (docs/tuning.md 23)
     fresh_comp_objects: float = 0.0
     # share of training Ctx items whose first person is renamed, throughout prompt and chain, to a made-up
-    # person (a first and last name of the world's no person has): without it the lookup is learnt around
-    # the few people training questions start from and found half as often for others (docs/tuning.md 24-25)
+    # person (a first and last name of the world's no person has), so the lookup cannot be learnt around the
+    # few people training questions start from (docs/tuning.md 25)
     fresh_heads: float = 0.0
     # times a training Ctx or Comp question (first person and relation path) may be asked, each with its own
     # context and, under fresh objects, its own objects: more items than the world has questions, so a large
