@@ -87,7 +87,7 @@ class ContextSpec:
     mem_context: bool = True  # Mem items carry irrelevant context, so every task shares one prompt format
     held_out_filler: bool = True  # training contexts may state held-out relations' facts (never an answer there)
     nonce_relations: float = 0.0  # share of training Ctx items whose relations are renamed to made-up nouns
-    fresh_objects: float = 0.0  # share of training Ctx items whose hop objects are swapped for unrelated ones
+    fresh_objects: float = 0.0  # share of training Ctx items whose hop objects are swapped for the relation's others
     fresh_comp_objects: float = 0.0  # fresh_objects for training Comp items, on their trailing contextual hops
     fresh_heads: float = 0.0  # share of training Ctx items whose first person is renamed to a made-up person
     question_repeats: int = 1  # times a training Ctx or Comp question may be asked, each with its own context
