@@ -87,6 +87,11 @@ class ContextConfig:
     # person (a first and last name of the world's no person has), so the lookup cannot be learnt around the
     # few people training questions start from (docs/tuning.md 25)
     fresh_heads: float = 0.0
+    # share of training Ctx items whose every person (first person, objects, distractors' people) is renamed
+    # to a made-up person of the item's own: nothing can be recalled, no real person's fact is contradicted
+    # (fresh objects teach that a real person's stated fact is never the answer) and no name stands out
+    # (docs/tuning.md 25)
+    fresh_people: float = 0.0
     # times a training Ctx or Comp question (first person and relation path) may be asked, each with its own
     # context and, under fresh objects, its own objects: more items than the world has questions, so a large
     # pool is read, not memorised item by item (docs/tuning.md 24)
@@ -424,6 +429,8 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
     _check(0.0 <= c.fresh_comp_objects <= 1.0, f"{prefix}.context.fresh_comp_objects", c.fresh_comp_objects,
            "a proportion in [0, 1]")
     _check(0.0 <= c.fresh_heads <= 1.0, f"{prefix}.context.fresh_heads", c.fresh_heads, "a proportion in [0, 1]")
+    _check(0.0 <= c.fresh_people <= 1.0, f"{prefix}.context.fresh_people", c.fresh_people,
+           "a proportion in [0, 1]")
     _check(c.question_repeats >= 1, f"{prefix}.context.question_repeats", c.question_repeats, "an integer >= 1")
     _check(0.0 <= c.read_parametric <= 1.0, f"{prefix}.context.read_parametric", c.read_parametric,
            "a proportion in [0, 1]")

@@ -338,6 +338,38 @@ def test_fresh_heads_rename_the_first_person_of_a_share_of_training_ctx_items(ti
     assert len(set(heads)) > 0.9 * len(heads)  # not a handful of new people in place of the old
 
 
+def test_fresh_people_rename_every_person_of_a_share_of_training_ctx_items(tiny_world_cfg):
+    """fresh_people renames every person a training Ctx item names (first person, objects, the distractors'
+    people) to made-up people of its own, one for one: no person of the world is left in it, undoing the
+    renaming gives the default item back, and every other item, test items included, is the default's."""
+    import re
+
+    default, fresh = (_family(tiny_world_cfg, fresh_people=share) for share in (0.0, 0.5))
+    plain, renamed = _changed_only_in("ctx", default, fresh)
+    world_names = set(default.world.names)
+    any_name = re.compile("|".join(rf"(?<!\w){re.escape(n)}(?!\w)" for n in world_names))
+    changed = 0
+    for a, b in zip(plain, renamed):
+        if a == b:
+            continue
+        changed += 1
+        text_a, text_b = (" ".join((x["question"], x["context"], x["answer_cot"])) for x in (a, b))
+        assert any_name.search(text_b) is None  # every person renamed
+        mapping = {old: new for old, new in zip(a["entities"], b["entities"]) if old != new}
+        assert a["entities"][0] in mapping and (a["answer"] in mapping) == (a["answer"] in world_names)
+        assert all(new not in world_names and new not in text_a for new in mapping.values())
+        assert len(set(mapping.values())) == len(mapping)
+        # the distractors' people too: b is a's text with each person's name, everywhere, one made-up name
+        pieces = re.split(f"({any_name.pattern})", text_a)
+        found = re.fullmatch("(.+?)".join(map(re.escape, pieces[0::2])), text_b, flags=re.S)
+        assert found is not None
+        pairs = {}
+        for old, new in zip(pieces[1::2], found.groups()):
+            assert pairs.setdefault(old, new) == new and new not in world_names
+        assert len(set(pairs.values())) == len(pairs) and mapping.items() <= pairs.items()
+    assert 0.35 * len(plain) < changed < 0.65 * len(plain)
+
+
 def test_question_repeats_ask_a_training_ctx_or_comp_question_again_with_its_own_context(tiny_world_cfg):
     """question_repeats lets a training Ctx or Comp question (first person, relation path) be asked up to that
     many times, each time with another context and, under fresh objects, other objects: a world too small for a

@@ -90,6 +90,7 @@ class ContextSpec:
     fresh_objects: float = 0.0  # share of training Ctx items whose hop objects are swapped for the relation's others
     fresh_comp_objects: float = 0.0  # fresh_objects for training Comp items, on their trailing contextual hops
     fresh_heads: float = 0.0  # share of training Ctx items whose first person is renamed to a made-up person
+    fresh_people: float = 0.0  # share of training Ctx items whose every person is renamed to a made-up person
     question_repeats: int = 1  # times a training Ctx or Comp question may be asked, each with its own context
     mem_stated: float = 0.0  # share of training Mem items whose context also states each hop's fact
     read_parametric: float = 0.0  # share of training Ctx items whose last hop reads a parametric relation's fact
@@ -129,10 +130,12 @@ class ItemMaker:
         self.ctx_people = list(world.contextual)
         self._full: dict[tuple[int, frozenset], str] = {}  # (person, facts left out): whole paragraph
         self.held_out = frozenset(r for r, lvl in split.relation_level.items() if lvl == "held_out")
-        if context.fresh_heads:
+        if context.fresh_heads or context.fresh_people:
             # made-up people are combinations of the world's own first and last names, so every word is known
             self.name_parts = tuple(sorted({n.split(" ", 1)[k] for n in world.names}) for k in (0, 1))
             self.taken_names = set(world.names)
+            by_length = sorted(world.names, key=len, reverse=True)  # a longer name first, if one holds another
+            self.any_name = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, by_length)) + r")(?!\w)")
         if context.nonce_relations:
             assert world.noun_sentences, "nonce relations rename the noun of 'X's {noun} is Y.' sentences"
             self.nonce = nonce_nouns(world, seed)
@@ -274,6 +277,7 @@ class ItemMaker:
             self._fresh_objects(item, path, task)
         if side == "train" and task == "ctx":
             self._fresh_head(item)
+            self._fresh_people(item)
             self._nonce_relations(item, path, head, template)
             self._read_parametric(item, path, entities, head, template)
         if side == "train" and task == "mem":
@@ -339,21 +343,38 @@ class ItemMaker:
         name no person of the world has): the lookup is then learnt for any name, not around the few people
         training questions start from. The person's facts stay, so the context still answers the question."""
         own = self._chosen(item, "head", self.context.fresh_heads)
-        if own is None:
-            return
+        if own is not None:
+            self._rename(item, [item["entities"][0]], own)
+
+    def _fresh_people(self, item: dict) -> None:
+        """Rename every person the item names to a made-up person of its own. Nothing in it can then be
+        recalled (no fact of a real person is stated, so none is contradicted either, unlike fresh objects),
+        and no name stands out: each is as new as the others, the answer's included."""
+        own = self._chosen(item, "people", self.context.fresh_people)
+        if own is not None:
+            text = " ".join((item["question"], item["context"], item["answer_cot"]))
+            self._rename(item, list(dict.fromkeys(self.any_name.findall(text))), own)
+
+    def _rename(self, item: dict, people: list[str], own: random.Random) -> None:
+        """Rename each of `people`, throughout question, context, chain and answer, to a made-up person named
+        nowhere in the item; a tiny world that runs out of names leaves the item as it is."""
         text = " ".join((item["question"], item["context"], item["answer_cot"]))
         firsts, lasts = self.name_parts
-        for _ in range(100):
-            new = f"{own.choice(firsts)} {own.choice(lasts)}"
-            if new not in self.taken_names and new not in text and not any(new in e or e in new
-                                                                           for e in item["entities"]):
-                break
-        else:  # a tiny world can run out; the item then stays as it is
-            return
-        old = item["entities"][0]
+        new: dict[str, str] = {}
+        for old in people:
+            for _ in range(100):
+                name = f"{own.choice(firsts)} {own.choice(lasts)}"
+                if name not in self.taken_names and name not in text and not any(
+                        name in e or e in name for e in item["entities"] + list(new.values())):
+                    new[old] = name
+                    break
+            else:
+                return
+        pattern = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, sorted(new, key=len, reverse=True))) + r")(?!\w)")
         for key in ("question", "context", "answer_cot"):
-            item[key] = re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", new, item[key])
-        item["entities"] = [new] + item["entities"][1:]
+            item[key] = pattern.sub(lambda m: new[m.group(1)], item[key])
+        item["entities"] = [new.get(e, e) for e in item["entities"]]
+        item["answer"] = new.get(item["answer"], item["answer"])
 
     def _nonce_relations(self, item: dict, path: list[Relation], head: str, template: int) -> None:
         own = self._chosen(item, "nonce", self.context.nonce_relations)
