@@ -80,6 +80,29 @@ def nonce_nouns(world: World, seed: int, n: int = 400) -> list[str]:
     return words
 
 
+def item_text(item: dict) -> str:
+    """Everything an item says: its question, its context and its chain."""
+    return " ".join((item["question"], item["context"], item["answer_cot"]))
+
+
+def is_new(name: str, text: str, named: list[str]) -> bool:
+    """Whether `name` can stand in for someone in an item: named nowhere in its text, and neither part of nor
+    containing a name (or value) the item already uses, so a whole-word substitution cannot catch it."""
+    return name not in text and not any(name in e or e in name for e in named)
+
+
+def whole_words(names) -> re.Pattern:
+    """A pattern matching any of `names` as whole words, a longer name first where one holds another."""
+    return re.compile(r"(?<!\w)(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")(?!\w)")
+
+
+def substitute(item: dict, new: dict[str, str], keys: tuple[str, ...]) -> None:
+    """Replace each whole-word occurrence of a key of `new` by its value in the item's `keys` fields."""
+    pattern = whole_words(new)
+    for key in keys:
+        item[key] = pattern.sub(lambda m: new[m.group(1)], item[key])
+
+
 @dataclass(frozen=True)
 class ContextSpec:
     distractor_people: int = 2  # extra contextual paragraphs, each stating a fact of a path relation about someone else
@@ -134,8 +157,7 @@ class ItemMaker:
             # made-up people are combinations of the world's own first and last names, so every word is known
             self.name_parts = tuple(sorted({n.split(" ", 1)[k] for n in world.names}) for k in (0, 1))
             self.taken_names = set(world.names)
-            by_length = sorted(world.names, key=len, reverse=True)  # a longer name first, if one holds another
-            self.any_name = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, by_length)) + r")(?!\w)")
+            self.any_name = whole_words(world.names)
         if context.nonce_relations:
             assert world.noun_sentences, "nonce relations rename the noun of 'X's {noun} is Y.' sentences"
             self.nonce = nonce_nouns(world, seed)
@@ -322,19 +344,17 @@ class ItemMaker:
         own = self._chosen(item, "fresh", share) if first < len(path) else None
         if own is None:
             return
-        text = " ".join((item["question"], item["context"], item["answer_cot"]))
+        text = item_text(item)
         fresh: list[str] = []
         for rel in path[first:]:
             # the relation's own objects: a name from outside them (a person with no such fact) would say which
             # sentence is the swapped one, and a model learns to pick the odd name out instead of reading
             pool = sorted({self.world.object_name(rel, p) for p in self.world.facts[rel.name]})
-            unused = [x for x in pool if x not in text and not any(x in e or e in x for e in item["entities"] + fresh)]
+            unused = [x for x in pool if is_new(x, text, item["entities"] + fresh)]
             if not unused:  # a tiny world can run out; the item then stays as it is
                 return
             fresh.append(own.choice(unused))
-        for old, new in zip(item["entities"][first + 1:], fresh):
-            for key in ("context", "answer_cot"):
-                item[key] = re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", new, item[key])
+        substitute(item, dict(zip(item["entities"][first + 1:], fresh)), ("context", "answer_cot"))
         item["entities"] = item["entities"][:first + 1] + fresh
         item["answer"] = fresh[-1]
 
@@ -352,27 +372,23 @@ class ItemMaker:
         and no name stands out: each is as new as the others, the answer's included."""
         own = self._chosen(item, "people", self.context.fresh_people)
         if own is not None:
-            text = " ".join((item["question"], item["context"], item["answer_cot"]))
-            self._rename(item, list(dict.fromkeys(self.any_name.findall(text))), own)
+            self._rename(item, list(dict.fromkeys(self.any_name.findall(item_text(item)))), own)
 
     def _rename(self, item: dict, people: list[str], own: random.Random) -> None:
         """Rename each of `people`, throughout question, context, chain and answer, to a made-up person named
         nowhere in the item; a tiny world that runs out of names leaves the item as it is."""
-        text = " ".join((item["question"], item["context"], item["answer_cot"]))
+        text = item_text(item)
         firsts, lasts = self.name_parts
         new: dict[str, str] = {}
         for old in people:
             for _ in range(100):
                 name = f"{own.choice(firsts)} {own.choice(lasts)}"
-                if name not in self.taken_names and name not in text and not any(
-                        name in e or e in name for e in item["entities"] + list(new.values())):
+                if name not in self.taken_names and is_new(name, text, item["entities"] + list(new.values())):
                     new[old] = name
                     break
             else:
                 return
-        pattern = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, sorted(new, key=len, reverse=True))) + r")(?!\w)")
-        for key in ("question", "context", "answer_cot"):
-            item[key] = pattern.sub(lambda m: new[m.group(1)], item[key])
+        substitute(item, new, ("question", "context", "answer_cot"))
         item["entities"] = [new.get(e, e) for e in item["entities"]]
         item["answer"] = new.get(item["answer"], item["answer"])
 
