@@ -182,6 +182,37 @@ def test_resume_hands_the_work_folder_back(tmp_path):
     assert seen["ckpt"] == "step 5"
 
 
+_MODULE = '''"""Module docstring."""
+N = 3  # three
+
+
+class Maker:
+    """Makes."""
+
+    def make(self, x):
+        """Doubles."""
+        return x * N
+'''
+
+
+def test_code_versions_ignore_comments_docstrings_and_layout_but_not_code(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text(_MODULE)
+    base = cache.source_digest(f)
+    edits = [_MODULE.replace("# three", "# the count, a comment"),
+             _MODULE.replace("Doubles.", "Triples, says a wrong docstring."),
+             _MODULE.replace('    """Makes."""\n', "").replace("x * N", "x  *  N"),
+             "# header\n" + _MODULE.replace('"""Module docstring."""', "")]
+    for text in edits:
+        f.write_text(text)
+        assert cache.source_digest(f) == base, text
+    for text in (_MODULE.replace("N = 3", "N = 4"), _MODULE.replace("x * N", "N * x"),
+                 _MODULE.replace("def make", "def build")):
+        f.write_text(text)
+        assert cache.source_digest(f) != base, text
+    assert cache.code_version(("cache.py",)) == cache.code_version(("cache.py",))
+
+
 def test_copy_drills_write_every_word_of_the_world_and_mix_in_wherever_biographies_do(tmp_path, tiny_world_cfg):
     """Drills copy (or reverse) random words of the world's own text; they carry no question and no fact,
     and the injection stage trains them beside the biographies."""
