@@ -189,6 +189,9 @@ class ModelConfig:
     # tiny: a Llama-family decoder trained from scratch; anything else is a Hugging Face name or local path
     name: str = "tiny"
     pretrained: Optional[str] = None
+    # a Hub branch, tag or commit of `pretrained`: fetched as that snapshot and named in the cache keys, so a
+    # pinned commit keys one set of weights (unpinned, a hub name stands for whatever it serves)
+    revision: Optional[str] = None
     hidden_size: int = 128
     intermediate_size: int = 512
     num_layers: int = 4
@@ -524,6 +527,10 @@ def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
     m = cfg.model
     _check(m.name == "tiny" or bool(m.pretrained), "model.pretrained", m.pretrained,
            "a Hugging Face name or local path when model.name is not 'tiny'")
+    if m.revision:
+        _check(m.name != "tiny", "model.revision", m.revision, "null for the tiny model (it is built, not fetched)")
+        _check(not Path(m.pretrained).is_dir(), "model.revision", m.revision,
+               f"null for a local folder ({m.pretrained}: its files are keyed by their bytes)")
     _check(m.hidden_size % m.num_heads == 0, "model.num_heads", m.num_heads,
            f"a divisor of model.hidden_size ({m.hidden_size})")
     _check(m.dtype in ("float32", "bfloat16", "float16"), "model.dtype", m.dtype, "one of float32, bfloat16, float16")

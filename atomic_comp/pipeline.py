@@ -104,6 +104,10 @@ def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str,
     m = cfg.model
     key = base_key(cfg, data.key)
     if m.name != "tiny":
+        if m.revision:  # that snapshot, from the Hub or the node's Hugging Face cache, then loaded as a folder
+            from huggingface_hub import snapshot_download
+
+            return snapshot_download(m.pretrained, revision=m.revision), key, False
         return m.pretrained or m.name, key, False
 
     def build(work: Path) -> None:
@@ -189,7 +193,8 @@ def base_key(cfg: RunConfig, data_key: str) -> str:
         name = m.pretrained or m.name
         # a local checkpoint by its content too; a hub name stands for its files
         local = {"content": cache.folder_digest(name)} if Path(name).is_dir() else {}
-        return "base-" + cache.stable_hash({"pretrained": name, **local})
+        pinned = {"revision": m.revision} if m.revision else {}  # absent when unset: earlier keys stay
+        return "base-" + cache.stable_hash({"pretrained": name, **local, **pinned})
     return "base-" + cache.stable_hash({"model": dataclasses.asdict(m), "data": data_key, "seed": cfg.seed})
 
 

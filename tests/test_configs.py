@@ -67,13 +67,15 @@ def test_pipeline_options_are_slugs_of_their_names():
     ("recipe.context.mem_stated=1.5", "recipe.context.mem_stated"),
     ("recipe.context.read_parametric=-0.5", "recipe.context.read_parametric"),
     ("model.num_heads=3", "model.num_heads"),
+    ("model.revision=main", "model.revision"),  # the tiny model is built, not fetched
+    (["model=qwen2.5-0.5b", f"model.pretrained={CONF}", "model.revision=main"], "model.revision"),  # a local folder
     ("stage.sft.freeze=[attention]", "stage.sft.freeze"),
     ("stage.rl.freeze=[mlp,layers]", "stage.rl.freeze"),
     ("pipeline.members=[nope]", "pipeline.members"),
     ("+pipeline.stages=[{kind: sft, tasks: [mem]}]", "pipeline"),
 ])
 def test_bad_run_values_name_key_value_and_allowed(override, key):
-    cfg = _compose([override])
+    cfg = _compose(override if isinstance(override, list) else [override])
     with pytest.raises(ConfigError) as err:
         validate_run(cfg)
     assert err.value.key.startswith(key)

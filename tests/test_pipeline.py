@@ -459,3 +459,40 @@ def test_a_local_pretrained_checkpoint_runs_every_stage_and_keys_them_by_its_con
     assert key() == before
     save_tiny_qwen(qwen, texts, seed=1)  # other weights, same path
     assert key() != before
+
+
+def test_a_pinned_hub_revision_loads_that_snapshot_and_names_it_in_the_key(tmp_path, monkeypatch):
+    """`model.revision`: the base model is the snapshot of that commit or branch, resolved by huggingface_hub
+    (here from a Hugging Face cache laid out as the Hub fills it, offline, as a cluster node with the weights
+    already fetched sees it), and the base key (so every stage key) names the revision."""
+    from types import SimpleNamespace
+
+    import huggingface_hub.constants as hub
+    from transformers import AutoConfig
+
+    from atomic_comp.config import ModelConfig
+    from atomic_comp.pipeline import base_key, base_model
+
+    from .conftest import save_tiny_qwen
+
+    repo = tmp_path / "hub" / "models--org--tiny-qwen"
+    commits = {"main": "a" * 40, "v1": "b" * 40}
+    for seed, (ref, sha) in enumerate(commits.items()):
+        save_tiny_qwen(repo / "snapshots" / sha, ["Lena Ortiz's boss is Justin Cain."], seed=seed)
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / ref).write_text(sha)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+
+    def cfg(revision):
+        return SimpleNamespace(model=ModelConfig(name="qwen2.5-0.5b", pretrained="org/tiny-qwen", revision=revision))
+
+    data = SimpleNamespace(key="data")
+    for revision, sha in [("main", commits["main"]), ("v1", commits["v1"]), (commits["v1"], commits["v1"])]:
+        path, key, built = base_model(cfg(revision), data, tmp_path / "models")
+        assert Path(path) == repo / "snapshots" / sha and not built
+        assert key == base_key(cfg(revision), "data")
+        assert AutoConfig.from_pretrained(path).model_type == "qwen2"
+    keys = {base_key(cfg(r), "data") for r in (None, "main", "v1", commits["v1"])}
+    assert len(keys) == 4  # unpinned, each ref and the commit: their own entries
+    assert base_model(cfg(None), data, tmp_path / "models")[0] == "org/tiny-qwen"  # unpinned: the name, as before
