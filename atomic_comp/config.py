@@ -96,6 +96,11 @@ class ContextConfig:
     # context and, under fresh objects, its own objects: more items than the world has questions, so a large
     # pool is read, not memorised item by item (docs/tuning.md 24)
     question_repeats: int = 1
+    # share of training Ctx items asked about their first hop alone: the question stops at the first
+    # relation and the context holds the first person's paragraph and the distractors, not the object's, so
+    # the person a hop finds need not be one the context says more about, as in a Comp item whose next hop
+    # is parametric (in every 2-hop Ctx item it is; docs/tuning.md 26)
+    one_hop: float = 0.0
     # share of training Mem items whose context also states each hop's (parametric) fact, beside the same
     # relation's fact about someone else: whether to read or recall is then decided by what the context
     # states, not by which group the relation word belongs to (docs/tuning.md section 14)
@@ -434,6 +439,7 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
     _check(0.0 <= c.fresh_heads <= 1.0, f"{prefix}.context.fresh_heads", c.fresh_heads, "a proportion in [0, 1]")
     _check(0.0 <= c.fresh_people <= 1.0, f"{prefix}.context.fresh_people", c.fresh_people,
            "a proportion in [0, 1]")
+    _check(0.0 <= c.one_hop <= 1.0, f"{prefix}.context.one_hop", c.one_hop, "a proportion in [0, 1]")
     _check(c.question_repeats >= 1, f"{prefix}.context.question_repeats", c.question_repeats, "an integer >= 1")
     _check(0.0 <= c.read_parametric <= 1.0, f"{prefix}.context.read_parametric", c.read_parametric,
            "a proportion in [0, 1]")

@@ -64,6 +64,7 @@ def test_pipeline_options_are_slugs_of_their_names():
     ("recipe.context.fresh_heads=2", "recipe.context.fresh_heads"),
     ("recipe.context.fresh_people=-1", "recipe.context.fresh_people"),
     ("recipe.context.question_repeats=0", "recipe.context.question_repeats"),
+    ("recipe.context.one_hop=1.2", "recipe.context.one_hop"),
     ("recipe.context.mem_stated=1.5", "recipe.context.mem_stated"),
     ("recipe.context.read_parametric=-0.5", "recipe.context.read_parametric"),
     ("model.num_heads=3", "model.num_heads"),

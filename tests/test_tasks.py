@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -371,6 +372,35 @@ def test_fresh_people_rename_every_person_of_a_share_of_training_ctx_items(tiny_
         for old, new in zip(pieces[1::2], found.groups()):
             assert pairs.setdefault(old, new) == new and new not in world_names
         assert len(set(pairs.values())) == len(pairs) and mapping.items() <= pairs.items()
+    assert 0.35 * len(plain) < changed < 0.65 * len(plain)
+
+
+def _has_paragraph(item: dict, person: str) -> bool:
+    """Whether the item's context has a paragraph about `person` (one that names them in every sentence)."""
+    return any(all(re.search(rf"(?<!\w){re.escape(person)}(?!\w)", sentence) for sentence in para.split(". "))
+               for para in item["context"].split("\n"))
+
+
+def test_one_hop_asks_a_share_of_training_ctx_items_about_their_first_hop_alone(tiny_world_cfg):
+    """one_hop asks that share of training Ctx questions about their first hop alone: the same first person
+    and first relation, the answer the first hop's object, a one-step chain, and a context with the first
+    person's fact and the distractors but nothing said about the object (in a 2-hop Ctx item the object always
+    has a paragraph). Every other item, test items included, stays exactly the default's."""
+    default, cut = (_family(tiny_world_cfg, two_hops=True, one_hop=share) for share in (0.0, 0.5))
+    plain, asked = _changed_only_in("ctx", default, cut)
+    changed = 0
+    for a, b in zip(plain, asked):
+        assert a["hops"] == 2
+        if b == a:
+            continue
+        changed += 1
+        head, obj = a["entities"][:2]
+        assert b["hops"] == 1 and b["relation_path"] == a["relation_path"][:1] and b["entities"] == [head, obj]
+        assert b["answer"] == obj and b["answer_cot"].endswith(f"answer is: {obj}")
+        assert b["answer_cot"].startswith(a["answer_cot"].split(". ")[0] + ".")  # the first step, as a's
+        assert head in b["question"] and _has_paragraph(b, head) and obj in b["context"]
+        assert _has_paragraph(a, obj) and not _has_paragraph(b, obj)
+        assert len(b["context"].split("\n")) == 1 + 2  # the first person's paragraph and two distractors
     assert 0.35 * len(plain) < changed < 0.65 * len(plain)
 
 

@@ -115,6 +115,7 @@ class ContextSpec:
     fresh_heads: float = 0.0  # share of training Ctx items whose first person is renamed to a made-up person
     fresh_people: float = 0.0  # share of training Ctx items whose every person is renamed to a made-up person
     question_repeats: int = 1  # times a training Ctx or Comp question may be asked, each with its own context
+    one_hop: float = 0.0  # share of training Ctx items asked about their first hop alone
     mem_stated: float = 0.0  # share of training Mem items whose context also states each hop's fact
     read_parametric: float = 0.0  # share of training Ctx items whose last hop reads a parametric relation's fact
 
@@ -295,6 +296,10 @@ class ItemMaker:
             "instruction": self.instruction,
             "gen_type": GEN_TYPE[task],
         }
+        if side == "train" and task == "ctx" and len(path) > 1:
+            own = self._chosen(item, "one_hop", self.context.one_hop)
+            if own is not None:  # the same first person and relation, asked alone (its own draws: others unchanged)
+                return self.render(task, level, path_names[:1], entities[:2], own, side)
         if side == "train" and task in ("ctx", "comp"):
             self._fresh_objects(item, path, task)
         if side == "train" and task == "ctx":
