@@ -193,7 +193,7 @@ def base_key(cfg: RunConfig, data_key: str) -> str:
         name = m.pretrained or m.name
         # a local checkpoint by its content too; a hub name stands for its files
         local = {"content": cache.folder_digest(name)} if Path(name).is_dir() else {}
-        pinned = {"revision": m.revision} if m.revision else {}  # absent when unset: earlier keys stay
+        pinned = {"revision": m.revision} if m.revision else {}  # absent when unset: an unpinned name's key as before
         return "base-" + cache.stable_hash({"pretrained": name, **local, **pinned})
     return "base-" + cache.stable_hash({"model": dataclasses.asdict(m), "data": data_key, "seed": cfg.seed})
 
