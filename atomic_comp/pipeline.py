@@ -104,11 +104,12 @@ def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str,
     m = cfg.model
     key = base_key(cfg, data.key)
     if m.name != "tiny":
+        name = m.pretrained or m.name
         if m.revision:  # that snapshot, from the Hub or the node's Hugging Face cache, then loaded as a folder
             from huggingface_hub import snapshot_download
 
-            return snapshot_download(m.pretrained, revision=m.revision), key, False
-        return m.pretrained or m.name, key, False
+            return snapshot_download(name, revision=m.revision), key, False
+        return name, key, False
 
     def build(work: Path) -> None:
         from atomic_comp.models import build_tiny_model, build_tokenizer, save_checkpoint

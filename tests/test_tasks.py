@@ -8,7 +8,7 @@ import re
 import pytest
 
 from atomic_comp.families.biography.relations import BY_NAME, CONTEXTUAL, PARAMETRIC
-from atomic_comp.families.biography.tasks import ANSWER_MARKER, QUESTION_TEMPLATES, question_text
+from atomic_comp.families.biography.tasks import ANSWER_MARKER, QUESTION_TEMPLATES, item_text, question_text
 
 
 def _all_items(data):
@@ -28,10 +28,6 @@ def _family(world_cfg, noun_sentences: bool = False, hop_markers: bool = False, 
     for key, value in context.items():
         setattr(r.context, key, value)
     return BiographyFamily(world_cfg, r, seed=1)
-
-
-def _text(item: dict) -> str:
-    return " ".join((item["question"], item["context"], item["answer_cot"]))
 
 
 def _changed_only_in(task: str, default, other) -> tuple[list[dict], list[dict]]:
@@ -279,7 +275,7 @@ def _assert_swapped_from(a: dict, b: dict, first: int) -> None:
     assert b["question"] == a["question"] and b["relation_path"] == a["relation_path"]
     assert b["hop_groups"] == a["hop_groups"]
     assert b["entities"][:first + 1] == a["entities"][:first + 1] and b["answer"] == b["entities"][-1]
-    old_text = _text(a)
+    old_text = item_text(a)
     assert all(new not in old_text for new in b["entities"][first + 1:])
     steps_a, steps_b = (x["answer_cot"].split(" So, the answer is:")[0].split(". ") for x in (a, b))
     assert steps_b[:first] == steps_a[:first]  # memory's hops are untouched
@@ -333,9 +329,9 @@ def test_fresh_heads_rename_the_first_person_of_a_share_of_training_ctx_items(ti
         old, new = a["entities"][0], b["entities"][0]
         heads.append(new)
         assert new not in world_names and new.split(" ", 1)[0] in firsts and new.split(" ", 1)[1] in lasts
-        assert new not in _text(a)
+        assert new not in item_text(a)
         assert new in b["question"] and new in b["answer_cot"].split(". ")[0] and new in b["context"]
-        assert old not in _text(b)
+        assert old not in item_text(b)
         undone = {k: re.sub(rf"(?<!\w){re.escape(new)}(?!\w)", old, v) if isinstance(v, str) else v
                   for k, v in b.items()}
         assert dict(undone, entities=a["entities"]) == a and b["entities"][1:] == a["entities"][1:]
@@ -358,7 +354,7 @@ def test_fresh_people_rename_every_person_of_a_share_of_training_ctx_items(tiny_
         if a == b:
             continue
         changed += 1
-        text_a, text_b = _text(a), _text(b)
+        text_a, text_b = item_text(a), item_text(b)
         assert any_name.search(text_b) is None  # every person renamed
         mapping = {old: new for old, new in zip(a["entities"], b["entities"]) if old != new}
         assert a["entities"][0] in mapping and (a["answer"] in mapping) == (a["answer"] in world_names)
