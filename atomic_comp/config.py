@@ -101,6 +101,11 @@ class ContextConfig:
     # the person a hop finds need not be one the context says more about, as in a Comp item whose next hop
     # is parametric (in every 2-hop Ctx item it is; docs/tuning.md 26)
     one_hop: float = 0.0
+    # share of training Ctx items whose later hops' people get no paragraph: each such hop's fact is one sentence
+    # inside another person's paragraph, and a distractor's object by the same relation gets one too. In a 2-hop
+    # Ctx item the person the first hop finds otherwise always has a paragraph, and the lookup learns to pick a
+    # paragraph's head; in a Comp item whose next hop is parametric that person has none (docs/tuning.md 27)
+    scattered_facts: float = 0.0
     # share of training Mem items whose context also states each hop's (parametric) fact, beside the same
     # relation's fact about someone else: whether to read or recall is then decided by what the context
     # states, not by which group the relation word belongs to (docs/tuning.md section 14)
@@ -440,6 +445,8 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
     _check(0.0 <= c.fresh_people <= 1.0, f"{prefix}.context.fresh_people", c.fresh_people,
            "a proportion in [0, 1]")
     _check(0.0 <= c.one_hop <= 1.0, f"{prefix}.context.one_hop", c.one_hop, "a proportion in [0, 1]")
+    _check(0.0 <= c.scattered_facts <= 1.0, f"{prefix}.context.scattered_facts", c.scattered_facts,
+           "a proportion in [0, 1]")
     _check(c.question_repeats >= 1, f"{prefix}.context.question_repeats", c.question_repeats, "an integer >= 1")
     _check(0.0 <= c.read_parametric <= 1.0, f"{prefix}.context.read_parametric", c.read_parametric,
            "a proportion in [0, 1]")

@@ -61,6 +61,7 @@ def test_pipeline_options_are_slugs_of_their_names():
     ("recipe.context.nonce_relations=0.5", "recipe.context.nonce_relations"),  # needs noun_sentences
     ("recipe.context.fresh_objects=-0.1", "recipe.context.fresh_objects"),
     ("recipe.context.fresh_comp_objects=1.5", "recipe.context.fresh_comp_objects"),
+    ("recipe.context.scattered_facts=-0.5", "recipe.context.scattered_facts"),
     ("recipe.context.fresh_heads=2", "recipe.context.fresh_heads"),
     ("recipe.context.fresh_people=-1", "recipe.context.fresh_people"),
     ("recipe.context.question_repeats=0", "recipe.context.question_repeats"),

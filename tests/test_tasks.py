@@ -400,6 +400,43 @@ def test_one_hop_asks_a_share_of_training_ctx_items_about_their_first_hop_alone(
     assert 0.35 * len(plain) < changed < 0.65 * len(plain)
 
 
+def _sentences(item: dict) -> list[list[tuple[str, str]]]:
+    """The item's context as paragraphs of (subject, object) sentences, in noun form "X's {noun} is Y."."""
+    return [[tuple(re.fullmatch(r"(.+?)'s [\w ]+? is (.+?)\.?", s).groups()) for s in re.split(r"(?<=\.) (?=[A-Z])", para)]
+            for para in item["context"].split("\n")]
+
+
+def test_scattered_facts_give_the_person_a_training_ctx_hop_finds_no_paragraph(tiny_world_cfg):
+    """scattered_facts gives that share of training 2-hop Ctx items a context in which the first hop's object
+    heads no paragraph: its second-hop fact is one sentence inside another person's paragraph, and a
+    distractor's object by the first relation gets such a loose sentence too, so being named as an object and
+    as a subject does not single the answer out. Question, chain and answer stay; every other item, test
+    items included, stays exactly the default's."""
+    default, loose = (_family(tiny_world_cfg, noun_sentences=True, two_hops=True, scattered_facts=share)
+                      for share in (0.0, 0.5))
+    plain, scattered = _changed_only_in("ctx", default, loose)
+    changed = decoyed = 0
+    for a, b in zip(plain, scattered):
+        if b == a:
+            continue
+        changed += 1
+        assert {k: v for k, v in b.items() if k != "context"} == {k: v for k, v in a.items() if k != "context"}
+        head, obj = a["entities"][:2]
+        assert _has_paragraph(a, obj) and not _has_paragraph(b, obj)
+        for step in a["answer_cot"].split(" So, ")[0].split(". "):  # both hops' facts are stated
+            assert step.rstrip(".") + "." in b["context"]
+        paragraphs = _sentences(b)
+        assert any(sum(s == head for s, _ in para) > 1 for para in paragraphs)  # the first person's stays
+        # a loose sentence: the only one of its paragraph about its subject
+        loose_subjects = {s for para in paragraphs for s, _ in para if sum(x == s for x, _ in para) == 1}
+        assert obj in loose_subjects
+        # the objects distractors' paragraphs name (the first person's paragraph left out)
+        named = {o for para in paragraphs for s, o in para if s != head and sum(x == s for x, _ in para) > 1}
+        decoyed += any(o in loose_subjects and o != obj for o in named)
+    assert 0.35 * len(plain) < changed < 0.65 * len(plain)
+    assert decoyed > 0.5 * changed
+
+
 def test_question_repeats_ask_a_training_ctx_or_comp_question_again_with_its_own_context(tiny_world_cfg):
     """question_repeats lets a training Ctx or Comp question (first person, relation path) be asked up to that
     many times, each time with another context and, under fresh objects, other objects: a world too small for a

@@ -116,6 +116,7 @@ class ContextSpec:
     fresh_people: float = 0.0  # share of training Ctx items whose every person is renamed to a made-up person
     question_repeats: int = 1  # times a training Ctx or Comp question may be asked, each with its own context
     one_hop: float = 0.0  # share of training Ctx items asked about their first hop alone
+    scattered_facts: float = 0.0  # share of training Ctx items whose later hops' people get no paragraph
     mem_stated: float = 0.0  # share of training Mem items whose context also states each hop's fact
     read_parametric: float = 0.0  # share of training Ctx items whose last hop reads a parametric relation's fact
 
@@ -152,7 +153,7 @@ class ItemMaker:
             for lvl, rl in allowed_levels.items()
         }
         self.ctx_people = list(world.contextual)
-        self._full: dict[tuple[int, frozenset], str] = {}  # (person, facts left out): whole paragraph
+        self._full: dict[tuple[int, frozenset], list[str]] = {}  # (person, facts left out): whole paragraph
         self.held_out = frozenset(r for r, lvl in split.relation_level.items() if lvl == "held_out")
         if context.fresh_heads or context.fresh_people:
             # made-up people are combinations of the world's own first and last names, so every word is known
@@ -232,35 +233,40 @@ class ItemMaker:
         return tpath, entities
 
     # -- rendering -----------------------------------------------------------
-    def _paragraph(self, person: int, must: set[str], rng: random.Random, skip: frozenset = frozenset()) -> str:
+    def _paragraph(self, person: int, must: set[str], rng: random.Random, skip: frozenset = frozenset()) -> list[str]:
+        """The person's sentences kept for a context (joined into one line by `_context`)."""
         drop = skip - must  # the needed fact always stays
         order = [r for r in self.world.bio_order[person] if r not in drop]
         k = self.context.facts_per_paragraph
         if k is None or k >= len(order):
             para = self._full.get((person, drop))
             if para is None:
-                para = self._full[(person, drop)] = " ".join(self.world.canonical[r][person] for r in order)
-            return para
+                para = self._full[(person, drop)] = [self.world.canonical[r][person] for r in order]
+            return list(para)
         keep = [r for r in order if r in must]
         others = [r for r in order if r not in must]
         keep_set = set(keep) | set(rng.sample(others, max(0, k - len(keep))))
-        return " ".join(self.world.canonical[r][person] for r in order if r in keep_set)
+        return [self.world.canonical[r][person] for r in order if r in keep_set]
 
     def _context(self, task: str, path: list[Relation], entities: list[int], rng: random.Random,
-                 side: str = "test") -> str:
+                 side: str = "test", scattered: bool = False) -> str:
         ctx_hops = [i for i, r in enumerate(path) if r.group == CONTEXTUAL]
         if task == "mem" and not self.context.mem_context:
             return ""
         # A held-out relation's fact is never a training answer, so as training filler it teaches the model
         # to skip exactly the facts a zero-shot hop must copy; test contexts are never changed.
         skip = self.held_out if side == "train" and not self.context.held_out_filler else frozenset()
-        paragraphs = [self._paragraph(entities[i], {path[i].name}, rng, skip) for i in ctx_hops]
+        # scattered: a person found by reading the hop before gets no paragraph, only the next hop's sentence
+        # inside someone else's, as the person a Comp item's contextual hop finds has none
+        loose_hops = {i for i in ctx_hops if scattered and i > 0 and path[i - 1].group == CONTEXTUAL}
+        paragraphs = [self._paragraph(entities[i], {path[i].name}, rng, skip) for i in ctx_hops if i not in loose_hops]
+        loose = [self.world.canonical[path[i].name][entities[i]] for i in sorted(loose_hops)]
         # Distractors state the same relations about other people, so a plausible
         # answer cannot be copied out of the context without following the chain.
         on_path = set(entities)
         ctx_rels = [path[i].name for i in ctx_hops]
         n_distractors = self.context.distractor_people + (1 if not ctx_hops else 0)
-        made, tries = 0, 0
+        made, tries, decoys = 0, 0, []
         while made < n_distractors and tries < 50 * (n_distractors + 1):
             tries += 1
             person = rng.choice(self.ctx_people)
@@ -271,8 +277,22 @@ class ItemMaker:
             on_path.add(person)
             paragraphs.append(self._paragraph(person, {rel} if rel else set(), rng, skip))
             made += 1
+            if loose_hops and rel is not None and path.index(BY_NAME[rel]) + 1 in loose_hops:
+                decoys.append((self.world.facts[rel][person], path[path.index(BY_NAME[rel]) + 1].name))
+        # Each decoy, a distractor's object by the same relation, gets a loose sentence too (the next hop's
+        # fact when it has one): being named once as an object and once as a subject then singles out no one.
+        for person, want in decoys:
+            rels = [want] if person in self.world.facts[want] else sorted(
+                r.name for r in RELATIONS if r.group == CONTEXTUAL and person in self.world.facts[r.name])
+            rels = [r for r in rels if r not in skip]
+            if person not in on_path and rels:
+                on_path.add(person)
+                loose.append(self.world.canonical[rng.choice(rels)][person])
+        for sentence in loose:
+            para = paragraphs[rng.randrange(len(paragraphs))]
+            para.insert(rng.randrange(len(para) + 1), sentence)
         rng.shuffle(paragraphs)
-        return "\n".join(paragraphs)
+        return "\n".join(" ".join(p) for p in paragraphs)
 
     def render(self, task: str, level: str, path_names: tuple[str, ...], entities: list[int],
                rng: random.Random, side: str = "test") -> dict:
@@ -300,6 +320,9 @@ class ItemMaker:
             own = self._chosen(item, "one_hop", self.context.one_hop)
             if own is not None:  # the same first person and relation, asked alone (its own draws: others unchanged)
                 return self.render(task, level, path_names[:1], entities[:2], own, side)
+            own = self._chosen(item, "scattered", self.context.scattered_facts)
+            if own is not None:  # the same question and chain; its context drawn again, the later hops' facts loose
+                item["context"] = self._context(task, path, entities, own, side, scattered=True)
         if side == "train" and task in ("ctx", "comp"):
             self._fresh_objects(item, path, task)
         if side == "train" and task == "ctx":
