@@ -339,6 +339,10 @@ class EvalConfig:
     # counterfactual hops: contextual hops forced with their fact changed in the context; says whether a trained
     # lookup reads the context or recalls the fact from training chains (the world's facts are fixed)
     counterfactual_hops: bool = False
+    # paragraphless hops: contextual hops forced with and without the paragraph of the person they find; says
+    # whether a lookup reads the hop's sentence or picks a paragraph's head (a Comp item's contextual hop
+    # followed by a parametric one finds a person with no paragraph)
+    paragraphless_hops: bool = False
 
 
 @dataclass

@@ -363,6 +363,52 @@ def counterfactual_hops(model, tokenizer, items: list[dict], world: dict, batch_
     return _hop_cells(rows, "context"), rows
 
 
+# a contextual hop forced without the found person's paragraph: still right, right only with it, wrong both ways
+PARAGRAPHLESS_OUTCOMES = ("right", "needs_paragraph", "wrong")
+
+
+def _names_all(paragraph: str, name: str) -> bool:
+    """Whether every sentence of a context line names `name` (pieces without words, as after "Apt.", aside)."""
+    has = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
+    return all(has.search(s) for s in _SENTENCE_END.split(paragraph) if re.search(r"[^\W\d]{2}", s))
+
+
+def paragraphless_prefixes(item: dict) -> list[tuple[int, str, str, str]]:
+    """(hop, prompt + gold chain up to the hop's object, the same with the object's paragraph left out of the
+    context, the object) for each contextual hop whose object has a paragraph of the context to itself."""
+    cot, spans = _gold_hops(item)
+    lines = (item.get("context") or "").split("\n")
+    out = []
+    for i, (_, j) in enumerate(spans):
+        obj = item["entities"][i + 1]
+        kept = [line for line in lines if not _names_all(line, obj)]
+        if item["hop_groups"][i] != "contextual" or len(kept) == len(lines):
+            continue
+        chain = cot[:j].rstrip()
+        out.append((i, format_prompt(item) + chain, format_prompt(dict(item, context="\n".join(kept))) + chain, obj))
+    return out
+
+
+def paragraphless_hops(model, tokenizer, items: list[dict], world: dict, batch_size: int) -> tuple[dict, list[dict]]:
+    """Contextual hops forced as in `forced_hops`, with and without the paragraph of the person the hop finds.
+
+    In a 2-hop Ctx item that person always has a paragraph (the next hop's fact is about them); in a Comp item
+    whose next hop is parametric they never do. A lookup that picks a paragraph's head rather than reading the
+    hop's own sentence finds the first and misses the second: em is the share still right without the
+    paragraph, and `needs_paragraph` counts the hops right only with it."""
+    facts = _Facts(world)
+    jobs = [(it, i, kept, cut, obj) for it in items for i, kept, cut, obj in paragraphless_prefixes(it)]
+    outputs = _continue_hops(model, tokenizer, [j[2] for j in jobs] + [j[3] for j in jobs],
+                             [j[4] for j in jobs] * 2, batch_size)
+    rows = []
+    for (it, i, _, _, obj), with_it, without in zip(jobs, outputs, outputs[len(jobs):]):
+        found = [_writes(normalize(out), normalize(obj)) for out in (with_it, without)]
+        outcome = "right" if found[1] else "needs_paragraph" if found[0] else "wrong"
+        rows.append(_hop_row(it, i, facts, object=obj, output=without, output_with_paragraph=with_it,
+                             outcome=outcome))
+    return _hop_cells(rows, "right"), rows
+
+
 def select_probes(probes, per_level: int) -> list[dict]:
     """per_level probes of each relation level, taken round-robin over its relations in the split's order, so
     every relation of a level is probed."""

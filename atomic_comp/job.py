@@ -59,16 +59,12 @@ def headline_table(results: dict) -> str:
         parts += [f"  {name:<28} " + "  ".join(f"{task} {100 * lv['zero_shot']['em']:.0f}"
                                                for task, lv in w.items() if "zero_shot" in lv)
                   for name, w in written.items() if w]
-    counterfactual = last_stage_metric(results, "counterfactual_hops")
-    if any(counterfactual.values()):
-        parts += ["", "Contextual hops forced with their fact changed in the context, each pipeline's last stage:",
-                  "  % that write the context's object / % the world's (recalled), by level: relation level"]
-        for name, f in counterfactual.items():
-            for task, levels in (f or {}).items():
-                parts.append(f"  {name:<28} {task:<5} " + "  ".join(
-                    f"{level}:{cell.split('/')[1]} {100 * c['em']:.0f}/"
-                    f"{100 * c['outcomes'].get('memory', 0) / c['n']:.0f}"
-                    for level, cells in levels.items() for cell, c in cells.items()))
+    parts += _every_cell(results, "counterfactual_hops", "memory",
+                         "Contextual hops forced with their fact changed in the context, each pipeline's last stage:",
+                         "% that write the context's object / % the world's (recalled)")
+    parts += _every_cell(results, "paragraphless_hops", "needs_paragraph",
+                         "Contextual hops forced without the paragraph of the person they find, each pipeline's "
+                         "last stage:", "% still right / % right only with the paragraph")
     stages: dict = {}  # each stage as its first pipeline ran it (later ones find it cached)
     for rec in results["pipelines"].values():
         for s in ([rec["injection"]] if rec.get("injection") else []) + rec["stages"]:
@@ -81,6 +77,20 @@ def headline_table(results: dict) -> str:
 def _clock(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def _every_cell(results: dict, metric: str, other: str, title: str, legend: str) -> list[str]:
+    """A hop diagnostic's every cell, each pipeline's last stage: em / the share of `other` outcomes."""
+    cells = last_stage_metric(results, metric)
+    if not any(cells.values()):
+        return []
+    lines = ["", title, f"  {legend}, by level: relation level"]
+    for name, f in cells.items():
+        for task, levels in (f or {}).items():
+            lines.append(f"  {name:<28} {task:<5} " + "  ".join(
+                f"{level}:{cell.split('/')[1]} {100 * c['em']:.0f}/{100 * c['outcomes'].get(other, 0) / c['n']:.0f}"
+                for level, cells in levels.items() for cell, c in cells.items()))
+    return lines
 
 
 def progress_line(state: dict, keys: list[str]) -> str:

@@ -271,7 +271,7 @@ def publish_ranked(root: Path, key: str, build: Callable[[Path], None], resume: 
 # the metric's code: a change to it re-scores cached checkpoints instead of reusing old numbers
 EVAL_CODE_FILES = ("evaluate.py", "prompts.py")
 # optional hop diagnostics: each is an eval switch, a function of evaluate.py, a results.json key and a rows file
-HOP_DIAGNOSTICS = ("forced_hops", "counterfactual_hops")
+HOP_DIAGNOSTICS = ("forced_hops", "counterfactual_hops", "paragraphless_hops")
 
 
 def eval_key(cfg: RunConfig, data: Data, record: dict) -> str:

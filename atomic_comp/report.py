@@ -35,6 +35,9 @@ HOP_DIAGNOSTICS = {
     "counterfactual_hop": ("Counterfactual contextual hops", "Share of contextual hops, forced as above with the "
                            "hop's fact changed in the context, that write the context's object (read) rather "
                            "than the world's (recalled)", "reads the context"),
+    "paragraphless_hop": ("Contextual hops without the found person's paragraph", "Share of contextual hops whose "
+                          "object has a paragraph of the context, forced as above with that paragraph left out, "
+                          "that still find the object", "finds it without"),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 
 import pytest
 import torch
@@ -260,6 +261,48 @@ def test_forced_hops_scores_each_hop_and_says_whose_fact_a_wrong_object_is(tiny_
             for cell, c in cells.items():
                 assert cell.split("/")[0] in ("parametric", "contextual") and c["n"] == sum(c["outcomes"].values())
                 assert c["em"] == c["outcomes"].get("right", 0) / c["n"]
+
+
+def test_paragraphless_hops_leave_out_the_found_persons_paragraph_and_count_what_the_model_wrote(tiny_data):
+    """Each contextual hop whose object has a paragraph of the context to itself is forced twice: as in
+    forced_hops, and with that one paragraph left out (every other line kept, in order). Every 2-hop Ctx item's
+    first hop is such a hop; a hop whose object has no paragraph (a Comp item's contextual hop before a
+    parametric one) is not. The outcomes count what the model wrote each time."""
+    from atomic_comp.evaluate import forced_prefixes, paragraphless_hops, paragraphless_prefixes
+
+    items = [it for it in _items(tiny_data, 200) if "contextual" in it["hop_groups"]]
+    table, expect, ctx_first = {}, [], 0
+    for it in items:
+        forced = {hop: prefix for hop, prefix, _ in forced_prefixes(it)}
+        hops = paragraphless_prefixes(it)
+        if it["task"] == "ctx" and it["hops"] > 1:
+            assert 0 in [hop for hop, *_ in hops]
+            ctx_first += 1
+        for hop, kept, cut, obj in hops:
+            assert it["hop_groups"][hop] == "contextual" and obj == it["entities"][hop + 1] and kept == forced[hop]
+            assert it["hop_groups"][hop + 1:hop + 2] != ["parametric"]  # a person a parametric hop starts from
+            lines = it["context"].split("\n")
+            left = re.search(r"Context:\n(.*)\nQuestion: ", cut, re.S).group(1).split("\n")
+            assert cut.endswith(kept[len(format_prompt(it)):])  # the same chain
+            (gone,) = [line for line in lines if line not in left]
+            assert left == [line for line in lines if line != gone]
+            assert all(obj in sentence for sentence in gone.split(". "))
+            right, without = [(obj, obj), (obj, "Nobody Here"), ("Nobody Here", "Nobody Here")][len(expect) % 3]
+            table[kept], table[cut] = f" {right}.", f" {without}."
+            expect.append(PARAGRAPHLESS[len(expect) % 3])
+    assert ctx_first >= 10 and len(expect) >= 30
+    tok = build_tokenizer(list(table) + list(table.values()))
+    result, rows = paragraphless_hops(OracleLM(tok, table), tok, items, tiny_data.world, batch_size=8)
+    assert [r["outcome"] for r in rows] == expect
+    for levels in result.values():
+        for cells in levels.values():
+            for cell, c in cells.items():
+                assert cell.startswith("contextual/") and c["em"] == c["outcomes"].get("right", 0) / c["n"]
+    assert sum(c["outcomes"].get("needs_paragraph", 0) for levels in result.values() for cells in levels.values()
+               for c in cells.values()) == expect.count("needs_paragraph")
+
+
+PARAGRAPHLESS = ("right", "needs_paragraph", "wrong")
 
 
 def test_counterfactual_hops_change_one_fact_of_the_context_and_say_whether_the_model_read_it(tiny_data):
