@@ -375,15 +375,16 @@ def _names_all(paragraph: str, name: str) -> bool:
 
 def paragraphless_prefixes(item: dict) -> list[tuple[int, str, str, str]]:
     """(hop, prompt + gold chain up to the hop's object, the same with the object's paragraph left out of the
-    context, the object) for each contextual hop whose object has a paragraph of the context to itself. The last
-    hop is left out: its object is the answer, a value or a person whose paragraph no item gives (a line that
-    names a value in every sentence is not the value's paragraph)."""
+    context, the object) for each contextual hop whose object has a paragraph of the context to itself: a line
+    naming the object in every sentence, and not the hop's subject in every sentence (the subject's own, when
+    two of its facts name the object). The last hop is left out: its object is the answer, a value or a person
+    whose paragraph no item gives (a line that names a value in every sentence is not the value's paragraph)."""
     cot, spans = _gold_hops(item)
     lines = (item.get("context") or "").split("\n")
     out = []
     for i, (_, j) in enumerate(spans[:len(item["hop_groups"]) - 1]):
-        obj = item["entities"][i + 1]
-        kept = [line for line in lines if not _names_all(line, obj)]
+        subject, obj = item["entities"][i:i + 2]
+        kept = [line for line in lines if not _names_all(line, obj) or _names_all(line, subject)]
         if item["hop_groups"][i] != "contextual" or len(kept) == len(lines):
             continue
         chain = cot[:j].rstrip()

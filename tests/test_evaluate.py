@@ -287,6 +287,7 @@ def test_paragraphless_hops_leave_out_the_found_persons_paragraph_and_count_what
             (gone,) = [line for line in lines if line not in left]
             assert left == [line for line in lines if line != gone]
             assert all(obj in sentence for sentence in gone.split(". "))
+            assert not all(it["entities"][hop] in sentence for sentence in gone.split(". "))  # not the subject's
             right, without = [(obj, obj), (obj, "Nobody Here"), ("Nobody Here", "Nobody Here")][len(expect) % 3]
             table[kept], table[cut] = f" {right}.", f" {without}."
             expect.append(PARAGRAPHLESS[len(expect) % 3])
