@@ -117,6 +117,11 @@ class ContextConfig:
     read_parametric: float = 0.0
 
 
+# the ContextConfig fields that are a share of items, each validated as a proportion
+CONTEXT_SHARES = ("nonce_relations", "mem_stated", "fresh_objects", "fresh_comp_objects", "fresh_heads", "fresh_people",
+                  "one_hop", "scattered_facts", "read_parametric")
+
+
 @dataclass
 class TaskCounts:
     mem: int = 0
@@ -435,25 +440,12 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
     _check(c.distractor_people >= 0, f"{prefix}.context.distractor_people", c.distractor_people, "an integer >= 0")
     _check(c.facts_per_paragraph is None or c.facts_per_paragraph >= 1, f"{prefix}.context.facts_per_paragraph",
            c.facts_per_paragraph, "null or an integer >= 1")
-    _check(0.0 <= c.nonce_relations <= 1.0, f"{prefix}.context.nonce_relations", c.nonce_relations,
-           "a proportion in [0, 1]")
+    for share in CONTEXT_SHARES:
+        v = getattr(c, share)
+        _check(0.0 <= v <= 1.0, f"{prefix}.context.{share}", v, "a proportion in [0, 1]")
     _check(c.nonce_relations == 0.0 or r.noun_sentences, f"{prefix}.context.nonce_relations", c.nonce_relations,
            f"0 unless {prefix}.noun_sentences is true (made-up nouns replace the noun of 'X's {{noun}} is Y.')")
-    _check(0.0 <= c.mem_stated <= 1.0, f"{prefix}.context.mem_stated", c.mem_stated,
-           "a proportion in [0, 1]")
-    _check(0.0 <= c.fresh_objects <= 1.0, f"{prefix}.context.fresh_objects", c.fresh_objects,
-           "a proportion in [0, 1]")
-    _check(0.0 <= c.fresh_comp_objects <= 1.0, f"{prefix}.context.fresh_comp_objects", c.fresh_comp_objects,
-           "a proportion in [0, 1]")
-    _check(0.0 <= c.fresh_heads <= 1.0, f"{prefix}.context.fresh_heads", c.fresh_heads, "a proportion in [0, 1]")
-    _check(0.0 <= c.fresh_people <= 1.0, f"{prefix}.context.fresh_people", c.fresh_people,
-           "a proportion in [0, 1]")
-    _check(0.0 <= c.one_hop <= 1.0, f"{prefix}.context.one_hop", c.one_hop, "a proportion in [0, 1]")
-    _check(0.0 <= c.scattered_facts <= 1.0, f"{prefix}.context.scattered_facts", c.scattered_facts,
-           "a proportion in [0, 1]")
     _check(c.question_repeats >= 1, f"{prefix}.context.question_repeats", c.question_repeats, "an integer >= 1")
-    _check(0.0 <= c.read_parametric <= 1.0, f"{prefix}.context.read_parametric", c.read_parametric,
-           "a proportion in [0, 1]")
     for pool in ("sft_pool", "rl_pool"):
         for task in ("mem", "ctx", "comp"):
             v = getattr(getattr(r, pool), task)

@@ -310,6 +310,11 @@ def forced_hops(model, tokenizer, items: list[dict], world: dict, batch_size: in
     return _hop_cells(rows, "right"), rows
 
 
+def _whole_word(name: str) -> re.Pattern:
+    """`name` where it stands as whole words, not inside a longer name."""
+    return re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
+
+
 # where a counterfactual hop's answer came from: the changed context, the world's fact (memory), neither
 COUNTERFACTUAL_OUTCOMES = ("context", "memory", "other")
 _SENTENCE_END = re.compile(r"(?<=\.)\s+")
@@ -332,7 +337,7 @@ def counterfactual_prefixes(item: dict, world: "dict | _Facts") -> list[tuple[in
         if item["hop_groups"][i] != "contextual":
             continue
         subject, obj = item["entities"][i], item["entities"][i + 1]
-        has = re.compile(rf"(?<!\w){re.escape(obj)}(?!\w)")
+        has = _whole_word(obj)
         said = [s for s in _SENTENCE_END.split(context) if subject in s and has.search(s)]
         if len(said) > 1:  # a symmetric fact is also stated from the object's side: keep the subject's own
             said = [s for s in said if s.startswith(subject)]
@@ -369,7 +374,7 @@ PARAGRAPHLESS_OUTCOMES = ("right", "needs_paragraph", "wrong")
 
 def _names_all(paragraph: str, name: str) -> bool:
     """Whether every sentence of a context line names `name` (pieces without words, as after "Apt.", aside)."""
-    has = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
+    has = _whole_word(name)
     return all(has.search(s) for s in _SENTENCE_END.split(paragraph) if re.search(r"[^\W\d]{2}", s))
 
 
@@ -380,15 +385,17 @@ def paragraphless_prefixes(item: dict) -> list[tuple[int, str, str, str]]:
     two of its facts name the object). The last hop is left out: its object is the answer, a value or a person
     whose paragraph no item gives (a line that names a value in every sentence is not the value's paragraph)."""
     cot, spans = _gold_hops(item)
+    prompt = format_prompt(item)
     lines = (item.get("context") or "").split("\n")
     out = []
     for i, (_, j) in enumerate(spans[:len(item["hop_groups"]) - 1]):
+        if item["hop_groups"][i] != "contextual":
+            continue
         subject, obj = item["entities"][i:i + 2]
         kept = [line for line in lines if not _names_all(line, obj) or _names_all(line, subject)]
-        if item["hop_groups"][i] != "contextual" or len(kept) == len(lines):
-            continue
-        chain = cot[:j].rstrip()
-        out.append((i, format_prompt(item) + chain, format_prompt(dict(item, context="\n".join(kept))) + chain, obj))
+        if len(kept) < len(lines):
+            chain = cot[:j].rstrip()
+            out.append((i, prompt + chain, format_prompt(dict(item, context="\n".join(kept))) + chain, obj))
     return out
 
 

@@ -288,9 +288,10 @@ def test_paragraphless_hops_leave_out_the_found_persons_paragraph_and_count_what
             assert left == [line for line in lines if line != gone]
             assert all(obj in sentence for sentence in gone.split(". "))
             assert not all(it["entities"][hop] in sentence for sentence in gone.split(". "))  # not the subject's
-            right, without = [(obj, obj), (obj, "Nobody Here"), ("Nobody Here", "Nobody Here")][len(expect) % 3]
+            right, without, outcome = [(obj, obj, "right"), (obj, "Nobody Here", "needs_paragraph"),
+                                       ("Nobody Here", "Nobody Here", "wrong")][len(expect) % 3]
             table[kept], table[cut] = f" {right}.", f" {without}."
-            expect.append(PARAGRAPHLESS[len(expect) % 3])
+            expect.append(outcome)
     assert ctx_first >= 10 and len(expect) >= 30
     tok = build_tokenizer(list(table) + list(table.values()))
     result, rows = paragraphless_hops(OracleLM(tok, table), tok, items, tiny_data.world, batch_size=8)
@@ -301,9 +302,6 @@ def test_paragraphless_hops_leave_out_the_found_persons_paragraph_and_count_what
                 assert cell.startswith("contextual/") and c["em"] == c["outcomes"].get("right", 0) / c["n"]
     assert sum(c["outcomes"].get("needs_paragraph", 0) for levels in result.values() for cells in levels.values()
                for c in cells.values()) == expect.count("needs_paragraph")
-
-
-PARAGRAPHLESS = ("right", "needs_paragraph", "wrong")
 
 
 def test_counterfactual_hops_change_one_fact_of_the_context_and_say_whether_the_model_read_it(tiny_data):
