@@ -7,8 +7,10 @@ checks the values. Both raise ConfigError naming the key, the value and what is 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -21,6 +23,25 @@ class ConfigError(ValueError):
     def __init__(self, key: str, value: Any, allowed: str):
         self.key, self.value, self.allowed = key, value, allowed
         super().__init__(f"invalid config: {key}={value!r}; allowed: {allowed}")
+
+
+# One path component holds 255 bytes, and Hydra's override_dirname (conf/config.yaml's run dir and sweep
+# subdir) grows with every override: a recipe's worth of them made mkdir fail after the pipelines had run.
+DIRNAME_MAX = 200
+
+
+def short_dirname(name: str) -> str:
+    """Hydra's override_dirname if it fits; else keys without their dotted groups, cut to DIRNAME_MAX with a
+    hash of the whole name at the end, so a rerun of the same overrides finds its dir and no two lists share one."""
+    if len(name.encode()) <= DIRNAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    short = re.sub(r"(^|,)(?:[\w-]+\.)+(?=[\w-]+=)", r"\1", name)  # recipe.context.scattered_facts= -> scattered_facts=
+    return short.encode()[:DIRNAME_MAX - len(digest) - 1].decode(errors="ignore") + "~" + digest
+
+
+if not OmegaConf.has_resolver("short_dirname"):
+    OmegaConf.register_new_resolver("short_dirname", short_dirname)
 
 
 # --------------------------------------------------------------------------- world

@@ -172,3 +172,31 @@ def test_reference_comments_belong_to_their_own_fields(tmp_path):
     assert reference.main(["--check", "--out", str(stale)]) == 1
     assert reference.main(["--out", str(stale)]) == 0
     assert reference.main(["--check", "--out", str(stale)]) == 0
+
+
+def _output_dirs(overrides: list[str]) -> tuple[str, str]:
+    """The run dir and sweep subdir Hydra would make for these overrides (as launch.py composes them)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return OmegaConf.select(cfg, "hydra.run.dir"), OmegaConf.select(cfg, "hydra.sweep.subdir")
+
+
+def test_output_dirs_fit_a_path_component_however_many_overrides():
+    """Section 27's recipe as overrides made an override_dirname over 255 bytes: mkdir failed after the work."""
+    recipe = ["experiment=gpu_long", "recipe.context.fresh_objects=0.75", "recipe.context.fresh_comp_objects=1.0",
+              "recipe.context.question_repeats=3", "recipe.sft_pool.mem=4000", "recipe.sft_pool.ctx=12000",
+              "recipe.context.scattered_facts=0.5", "stage.rl.max_steps=500", "eval.forced_hops=true",
+              "eval.paragraphless_hops=true", "pipeline.members=[sft_mem_ctx,sft_comp,sft_mem_ctx__rl_comp]"]
+    run1, sub1 = _output_dirs(recipe + ["seed=1"])
+    run2, sub2 = _output_dirs(recipe + ["seed=2"])
+    for d in (run1.split("/")[-1], sub1, run2.split("/")[-1], sub2):
+        assert 0 < len(d.encode()) <= 200, d
+    assert "question_repeats=3" in sub1 and "recipe.context." not in sub1  # readable: keys without their groups
+    assert sub1 != sub2 and run1 != run2  # the seed is past the cut; the hash keeps the dirs apart
+    assert (run1, sub1) == _output_dirs(recipe + ["seed=1"])  # a rerun finds its own dir
+    run, sub = _output_dirs(["seed=3", "stage.rl.max_steps=5"])
+    assert run.endswith("/seed=3,stage.rl.max_steps=5") and sub == "seed=3,stage.rl.max_steps=5"  # short: Hydra's names

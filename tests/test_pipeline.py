@@ -356,6 +356,18 @@ def test_suite_by_pipeline_runs_each_stage_once_and_assembles_the_suite(tmp_path
     assert sorted(trained) == sorted({s["key"] for rec in assembled.values() for s in rec["stages"]})
     assert "SFT(Mem+Ctx)->RL(Comp)" in (tmp_path / "out" / "suite" / "report.md").read_text()
 
+    # PIPELINES: part of the suite, the assembling sweep held to the same members; all from the cache now
+    env.update(PIPELINES="sft_comp sft_comp__rl_comp", OUT_DIR=str(tmp_path / "part"))
+    done = subprocess.run(["bash", "bench/suite_by_pipeline.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0 and "FAILED" not in done.stdout, done.stdout + done.stderr
+    (part,) = (tmp_path / "part" / "suite").glob("*seed=1/results.json")
+    part = json.loads(part.read_text())["pipelines"]
+    assert set(part) == {"SFT(Comp)", "SFT(Comp)->RL(Comp)"}
+    assert all(part[name]["eval"] == assembled[name]["eval"] for name in part)
+    assert sorted(p.name for p in (tmp_path / "part" / "pipelines" / "seed_1").iterdir()) == [
+        "sft_comp", "sft_comp__rl_comp"]
+
 
 def test_a_job_that_fails_mid_work_leaves_its_traceback_in_launch_log(tmp_path):
     """Past validation, a failure (here: a released-data folder without its files) is written into the job's
