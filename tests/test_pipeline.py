@@ -335,15 +335,20 @@ def test_two_process_data_parallel_matches_one_process(tmp_path):
     assert a[-1] < a[0]
 
 
+def _suite_by_pipeline(env: dict, out: Path) -> dict:
+    """Run bench/suite_by_pipeline.sh into `out`; the assembled seed-1 suite's pipelines."""
+    done = subprocess.run(["bash", "bench/suite_by_pipeline.sh"], cwd=ROOT, env=dict(env, OUT_DIR=str(out)),
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and "FAILED" not in done.stdout, done.stdout + done.stderr
+    (suite,) = (out / "suite").glob("*seed=1/results.json")
+    return json.loads(suite.read_text())["pipelines"]
+
+
 def test_suite_by_pipeline_runs_each_stage_once_and_assembles_the_suite(tmp_path):
     """bench/suite_by_pipeline.sh: pipelines as concurrent processes, then the suite and report from the cache."""
     env = dict(os.environ, EXP="smoke", SEEDS="1", JOBS="3", PY=sys.executable, CACHE=str(tmp_path / "cache"),
-               OUT_DIR=str(tmp_path / "out"), WANDB_MODE="offline")
-    done = subprocess.run(["bash", "bench/suite_by_pipeline.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0 and "FAILED" not in done.stdout, done.stdout + done.stderr
-    (suite,) = (tmp_path / "out" / "suite").glob("*seed=1/results.json")
-    assembled = json.loads(suite.read_text())["pipelines"]
+               WANDB_MODE="offline")
+    assembled = _suite_by_pipeline(env, tmp_path / "out")
     assert len(assembled) == 7
     for name, rec in assembled.items():
         assert all(stage["cached"] for stage in rec["stages"]), name  # nothing trained twice
@@ -357,12 +362,7 @@ def test_suite_by_pipeline_runs_each_stage_once_and_assembles_the_suite(tmp_path
     assert "SFT(Mem+Ctx)->RL(Comp)" in (tmp_path / "out" / "suite" / "report.md").read_text()
 
     # PIPELINES: part of the suite, the assembling sweep held to the same members; all from the cache now
-    env.update(PIPELINES="sft_comp sft_comp__rl_comp", OUT_DIR=str(tmp_path / "part"))
-    done = subprocess.run(["bash", "bench/suite_by_pipeline.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0 and "FAILED" not in done.stdout, done.stdout + done.stderr
-    (part,) = (tmp_path / "part" / "suite").glob("*seed=1/results.json")
-    part = json.loads(part.read_text())["pipelines"]
+    part = _suite_by_pipeline(dict(env, PIPELINES="sft_comp sft_comp__rl_comp"), tmp_path / "part")
     assert set(part) == {"SFT(Comp)", "SFT(Comp)->RL(Comp)"}
     assert all(part[name]["eval"] == assembled[name]["eval"] for name in part)
     assert sorted(p.name for p in (tmp_path / "part" / "pipelines" / "seed_1").iterdir()) == [
