@@ -196,6 +196,29 @@ class RecipeConfig:
     released_dir: Optional[str] = None
 
 
+@dataclass
+class ReadingConfig:
+    """A reading stage before the world (atomic_comp/reading.py): Ctx-format questions about a made-up world,
+    what a pretrained checkpoint brings and a tiny model trained from scratch lacks (docs/tuning.md 29)."""
+
+    # training items; 0: no reading stage (the default)
+    items: int = 0
+    # made-up relation nouns the training items ask about: too many to learn one lookup per noun
+    relations: int = 1000
+    # further made-up nouns that training items only state among their distractors (read, never asked, as a
+    # held-out relation of the world) and half the test items ask: does it match words it was never asked?
+    held_out: int = 100
+    # made-up first and last names (a person is a pair) and made-up attribute values
+    names: int = 300
+    values: int = 500
+    # hops per question, 1..max_hops uniformly
+    max_hops: int = 2
+    # facts in each item's context, the question's own included
+    facts: int = 8
+    # test items, half on trained nouns (level iid), half on held-out ones (level zero_shot)
+    test_items: int = 200
+
+
 # --------------------------------------------------------------------------- top level
 def default_cache_dir() -> str:
     env = os.environ.get("ATOMIC_COMP_CACHE")
@@ -312,6 +335,10 @@ class StagesConfig:
     #          (one cache entry, so a suite or sweep trains it once)
     injection: str = "first_sft"
     inject: SFTConfig = field(default_factory=lambda: SFTConfig(max_steps=300))
+    # the reading stage's hyperparameters (it runs when reading.items > 0, before the injection)
+    # (lr 3e-3, the tiny SFT's, stalls at a loss of 1.1 over 12,000 steps; 1e-3 reaches 0.24 by step 2,000)
+    read: SFTConfig = field(default_factory=lambda: SFTConfig(lr=1e-3, max_steps=3000, batch_size=32, max_length=512,
+                                                              save_steps=500))
     # also mix the biographies into every later SFT stage: a model trained from scratch forgets the facts
     # no training question asks about (a held-out relation's), which the zero-shot level needs
     bio_replay: bool = False
@@ -396,6 +423,7 @@ class RunConfig:
     seed: int = 1
     world: WorldConfig = field(default_factory=WorldConfig)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    reading: ReadingConfig = field(default_factory=ReadingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     stage: StagesConfig = field(default_factory=StagesConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -483,6 +511,20 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
     _check(r.bio_orders >= 1, f"{prefix}.bio_orders", r.bio_orders, "an integer >= 1")
     _check(r.copy_drills >= 0, f"{prefix}.copy_drills", r.copy_drills, "an integer >= 0")
     _check(r.lookup_drills >= 0, f"{prefix}.lookup_drills", r.lookup_drills, "an integer >= 0")
+
+
+def validate_reading(r: ReadingConfig, prefix: str = "reading") -> None:
+    for key in ("items", "held_out", "test_items"):
+        _check(getattr(r, key) >= 0, f"{prefix}.{key}", getattr(r, key), "an integer >= 0")
+    _check(r.names >= 2, f"{prefix}.names", r.names, "an integer >= 2")
+    _check(r.values >= 1, f"{prefix}.values", r.values, "an integer >= 1")
+    _check(1 <= r.max_hops <= 5, f"{prefix}.max_hops", r.max_hops, "an integer in 1..5")
+    _check(r.facts >= 3 * r.max_hops, f"{prefix}.facts", r.facts,
+           f"an integer >= 3 * {prefix}.max_hops (each hop's fact and two distractors: its subject's, its word's)")
+    _check(r.relations >= r.facts, f"{prefix}.relations", r.relations,
+           f"an integer >= {prefix}.facts ({r.facts}): enough nouns for one person's distractor facts")
+    _check(r.test_items == 0 or r.held_out >= r.max_hops, f"{prefix}.held_out", r.held_out,
+           f"at least {prefix}.max_hops when there are test items (half of them ask held-out nouns only)")
 
 
 def validate_data(cfg: DataConfig) -> None:
@@ -573,6 +615,9 @@ def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
     _check(cfg.stage.injection in INJECTIONS, "stage.injection", cfg.stage.injection, f"one of {', '.join(INJECTIONS)}")
     if cfg.stage.injection == "stage":
         _validate_stage_hyper(cfg.stage.inject, "stage.inject")
+    validate_reading(cfg.reading)
+    if cfg.reading.items:
+        _validate_stage_hyper(cfg.stage.read, "stage.read")
     ds = cfg.deepspeed
     if ds.name:
         from atomic_comp.pipeline import CONF_DIR

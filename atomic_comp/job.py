@@ -65,13 +65,23 @@ def headline_table(results: dict) -> str:
     parts += _every_cell(results, "paragraphless_hops", "needs_paragraph",
                          "Contextual hops forced without the paragraph of the person they find, each pipeline's "
                          "last stage:", "% still right / % right only with the paragraph")
+    from atomic_comp.pipeline import stage_records
+
+    reading = next((rec["reading"] for rec in results["pipelines"].values() if rec.get("reading")), None)
+    if reading:  # every pipeline shares the one reading stage
+        levels = reading["eval"].get("read", {})
+        parts += ["", "Reading stage (made-up world) exact match: " + "  ".join(
+            f"{READING_LEVELS.get(lv, lv)} {100 * c['em']:.0f} (of {c['n']})" for lv, c in levels.items())]
     stages: dict = {}  # each stage as its first pipeline ran it (later ones find it cached)
     for rec in results["pipelines"].values():
-        for s in ([rec["injection"]] if rec.get("injection") else []) + rec["stages"]:
+        for s in stage_records(rec):
             stages.setdefault(s["key"], s)
     times = ", ".join(f"{s['name']} {s['seconds']:.0f}s{' (cached)' if s['cached'] else ''}" for s in stages.values())
     parts += ["", f"wall time {results['seconds']:.0f}s; each stage where it first ran: {times}"]
     return "\n".join(parts)
+
+
+READING_LEVELS = {"iid": "trained nouns", "zero_shot": "held-out nouns"}
 
 
 def _clock(seconds: float) -> str:

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from atomic_comp import cache, distributed
 from atomic_comp.config import RLConfig, RunConfig, SFTConfig, StageSpec, default_cache_dir
 from atomic_comp.prompts import format_completion, format_prompt
+from atomic_comp.reading import Reading, load_reading, reading_key
 from atomic_comp.recipe import Data, stage_items
 
 TASK_NAMES = {"mem": "Mem", "ctx": "Ctx", "comp": "Comp"}
@@ -89,10 +90,11 @@ def _rl_rows(items: Dataset) -> Dataset:
     return Dataset.from_dict({"prompt": [format_prompt(it) for it in items], "answer": list(items["answer"])})
 
 
-def corpus(data: Data):
+def corpus(data: Data, reading: Reading | None = None):
     """Every text the model will read or write: the tokenizer's vocabulary comes from here."""
-    for split in ("train_sft", "train_rl", "test"):
-        for it in data.splits[split]:
+    for items in [data.splits[split] for split in ("train_sft", "train_rl", "test")] + (
+            [reading.train, reading.test] if reading else []):
+        for it in items:
             yield format_prompt(it) + format_completion(it)
     yield from (" " + t for t in data.splits["biographies"]["text"])
     for drill in data.splits["drills"]:
@@ -100,7 +102,8 @@ def corpus(data: Data):
 
 
 def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str, bool]:
-    """(checkpoint path or hub name, key, built_now) of the model every pipeline starts from."""
+    """(checkpoint path or hub name, key, built_now) of the model every pipeline starts from; `root` is the
+    cache's models folder."""
     m = cfg.model
     key = base_key(cfg, data.key)
     if m.name != "tiny":
@@ -114,7 +117,9 @@ def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str,
     def build(work: Path) -> None:
         from atomic_comp.models import build_tiny_model, build_tokenizer, save_checkpoint
 
-        tok = build_tokenizer(corpus(data))
+        # the reading stage's made-up words are in the tokenizer from the start
+        reading = load_reading(cfg.reading, cfg.seed, str(Path(root).parent)) if reads(cfg) else None
+        tok = build_tokenizer(corpus(data, reading))
         save_checkpoint(build_tiny_model(m, tok, cfg.seed), tok, work / "checkpoint")
 
     entry, built = publish_ranked(root, key, build, resume=False, all_ranks=False)
@@ -122,15 +127,32 @@ def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str,
 
 
 INJECT_NAME = "Inject(Bios)"
+READ_NAME = "Read(Lookups)"
 
 
 def injects(cfg: RunConfig) -> bool:
     return cfg.recipe.biographies and cfg.stage.injection == "stage"
 
 
+def reads(cfg: RunConfig) -> bool:
+    return cfg.reading.items > 0
+
+
+def read_key(cfg: RunConfig, data_key: str) -> str:
+    return "stage-" + cache.stable_hash({
+        "parent": base_key(cfg, data_key), "kind": "read", "hyper": _hyper(cfg.stage.read),
+        "model": dataclasses.asdict(cfg.model), "reading": reading_key(cfg.reading, cfg.seed), "seed": cfg.seed,
+        **_determinism(cfg),
+    })
+
+
+def _read_or_base_key(cfg: RunConfig, data_key: str) -> str:
+    return read_key(cfg, data_key) if reads(cfg) else base_key(cfg, data_key)
+
+
 def inject_key(cfg: RunConfig, data_key: str) -> str:
     return "stage-" + cache.stable_hash({
-        "parent": base_key(cfg, data_key), "kind": "inject", "hyper": _hyper(cfg.stage.inject),
+        "parent": _read_or_base_key(cfg, data_key), "kind": "inject", "hyper": _hyper(cfg.stage.inject),
         "model": dataclasses.asdict(cfg.model), "data": data_key, "seed": cfg.seed, **_determinism(cfg),
     })
 
@@ -150,21 +172,43 @@ def _determinism(cfg: RunConfig) -> dict:
 
 
 def start_key(cfg: RunConfig, data_key: str) -> str:
-    """The key every pipeline's first stage hangs off: the base model, or the injection stage after it."""
-    return inject_key(cfg, data_key) if injects(cfg) else base_key(cfg, data_key)
+    """The key every pipeline's first stage hangs off: the base model, or the reading and injection stages
+    after it."""
+    return inject_key(cfg, data_key) if injects(cfg) else _read_or_base_key(cfg, data_key)
+
+
+def start_stages(cfg: RunConfig, data_key: str) -> list[tuple[str, str]]:
+    """[(name, key)] of the stages every pipeline shares before its own."""
+    return ([(READ_NAME, read_key(cfg, data_key))] if reads(cfg) else []) + (
+        [(INJECT_NAME, inject_key(cfg, data_key))] if injects(cfg) else [])
 
 
 def start_model(cfg: RunConfig, data: Data, root: Path, device: str,
-                progress: Progress | None = None) -> tuple[Path | str, str, dict | None]:
-    """(checkpoint, key, injection stage record or None) that every pipeline starts from."""
+                report: Callable[[str, str], Progress | None] = lambda name, key: None,
+                ) -> tuple[Path | str, str, dict]:
+    """(checkpoint, key, {"reading": record, "injection": record} of the stages that ran) that every
+    pipeline starts from; `report(stage name, key)` gives each stage its progress callback."""
     parent, key, _ = base_model(cfg, data, root / "models")
-    if not injects(cfg):
-        return parent, key, None
-    rows = _sft_rows(data.splits["test"].select([]), data)
-    record = train_stage(cfg, INJECT_NAME, "sft", cfg.stage.inject, rows, inject_key(cfg, data.key),
-                         parent, root / "stages", device, {"kind": "inject", "tasks": [], "pool": "biographies"},
-                         progress)
-    return Path(record["path"]), record["key"], record
+    records = {}
+    if reads(cfg):
+        reading = load_reading(cfg.reading, cfg.seed, str(root))
+        record = train_stage(cfg, READ_NAME, "sft", cfg.stage.read, _sft_rows(reading.train), read_key(cfg, data.key),
+                             parent, root / "stages", device, {"kind": "read", "tasks": [], "pool": "reading"},
+                             report(READ_NAME, read_key(cfg, data.key)))
+        record["eval"] = evaluate_reading(cfg, reading, record, root / "evals", device)
+        records["reading"], parent, key = record, Path(record["path"]), record["key"]
+    if injects(cfg):
+        rows = _sft_rows(data.splits["test"].select([]), data)
+        record = train_stage(cfg, INJECT_NAME, "sft", cfg.stage.inject, rows, inject_key(cfg, data.key),
+                             parent, root / "stages", device, {"kind": "inject", "tasks": [], "pool": "biographies"},
+                             report(INJECT_NAME, inject_key(cfg, data.key)))
+        records["injection"], parent, key = record, Path(record["path"]), record["key"]
+    return parent, key, records
+
+
+def stage_records(record: dict) -> list[dict]:
+    """A pipeline's trained stages in order, the shared reading and injection stages first."""
+    return [record[k] for k in ("reading", "injection") if record.get(k)] + record["stages"]
 
 
 def deepspeed_config(cfg: RunConfig) -> str | None:
@@ -196,7 +240,9 @@ def base_key(cfg: RunConfig, data_key: str) -> str:
         local = {"content": cache.folder_digest(name)} if Path(name).is_dir() else {}
         pinned = {"revision": m.revision} if m.revision else {}  # absent when unset: an unpinned name's key as before
         return "base-" + cache.stable_hash({"pretrained": name, **local, **pinned})
-    return "base-" + cache.stable_hash({"model": dataclasses.asdict(m), "data": data_key, "seed": cfg.seed})
+    # a tokenizer with the reading stage's words is another base model; without it, the key as before
+    reading = {"reading": reading_key(cfg.reading, cfg.seed)} if reads(cfg) else {}
+    return "base-" + cache.stable_hash({"model": dataclasses.asdict(m), "data": data_key, "seed": cfg.seed, **reading})
 
 
 def plan(cfg: RunConfig) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -207,7 +253,7 @@ def plan(cfg: RunConfig) -> list[tuple[str, list[tuple[str, str]]]]:
     out = []
     for pipe in resolve(cfg):
         parent = start_key(cfg, dkey)
-        stages = [(INJECT_NAME, parent)] if injects(cfg) else []
+        stages = start_stages(cfg, dkey)
         for i, spec in enumerate(pipe.stages):
             parent = stage_key(cfg, dkey, spec, i == 0, parent)
             stages.append((stage_name(spec), parent))
@@ -288,12 +334,7 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
     key = eval_key(cfg, data, record)
 
     def build(work: Path) -> None:
-        import torch
-
-        from atomic_comp.models import load_model, load_tokenizer
-
-        model = load_model(record["path"], cfg.model.dtype).to(device)
-        tok = load_tokenizer(record["path"])
+        model, tok = _load_for_eval(cfg, record, device)
         items = select_items(data.splits["test"], cfg.eval.levels, cfg.eval.tasks, cfg.eval.max_items)
         metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens, progress=progress)
         e = cfg.eval
@@ -313,13 +354,8 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
                 with open(work / f"{name}.jsonl", "w") as f:
                     for row in rows:
                         f.write(json.dumps(row) + "\n")
-        del model
-        if device == "cuda":
-            torch.cuda.empty_cache()
-        (work / "metrics.json").write_text(json.dumps(metrics))
-        with open(work / "predictions.jsonl", "w") as f:
-            for p in preds:
-                f.write(json.dumps(p) + "\n")
+        _release(model, device)
+        _write_eval(work, metrics, preds)
 
     entry, _ = cache.publish(root, key, build, info={"key": key})
     metrics = json.loads((entry / "metrics.json").read_text())
@@ -327,6 +363,47 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
     preds = [dict(json.loads(line), pipeline=pipeline, stage=record["name"])
              for line in (entry / "predictions.jsonl").read_text().splitlines()]
     return metrics, preds
+
+
+def _load_for_eval(cfg: RunConfig, record: dict, device: str):
+    from atomic_comp.models import load_model, load_tokenizer
+
+    return load_model(record["path"], cfg.model.dtype).to(device), load_tokenizer(record["path"])
+
+
+def _release(model, device: str) -> None:
+    import torch
+
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _write_eval(work: Path, metrics: dict, preds: list[dict]) -> None:
+    (work / "metrics.json").write_text(json.dumps(metrics))
+    with open(work / "predictions.jsonl", "w") as f:
+        for p in preds:
+            f.write(json.dumps(p) + "\n")
+
+
+def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path, device: str) -> dict:
+    """Greedy exact match of the reading stage on its test items: `read.iid` on trained made-up nouns,
+    `read.zero_shot` on nouns no training item asked about (matching a word, not recalling a lookup)."""
+    from atomic_comp.evaluate import evaluate
+
+    key = "eval-" + cache.stable_hash({"stage": record["key"], "reading": reading.key, "eval": cfg.eval.batch_size,
+                                       "max_new_tokens": cfg.eval.max_new_tokens,
+                                       "code": cache.code_version(EVAL_CODE_FILES)})
+
+    def build(work: Path) -> None:
+        model, tok = _load_for_eval(cfg, record, device)
+        metrics, preds = evaluate(model, tok, list(reading.test), cfg.eval.batch_size, cfg.eval.max_new_tokens,
+                                  stage=READ_NAME)
+        _release(model, device)
+        _write_eval(work, metrics, preds)
+
+    entry, _ = cache.publish(root, key, build, info={"key": key})
+    return json.loads((entry / "metrics.json").read_text())
 
 
 def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, device: str) -> tuple[dict, list]:
@@ -338,8 +415,7 @@ def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, devic
         progress(dict(head, status="cached") if cached else head)
         return lambda state: progress({**head, **state})
 
-    inject = report(INJECT_NAME, inject_key(cfg, data.key), "training") if injects(cfg) else None
-    parent, parent_key, injection = start_model(cfg, data, root, device, inject)
+    parent, parent_key, shared = start_model(cfg, data, root, device, lambda name, key: report(name, key, "training"))
     stages, evals, predictions = [], {}, []
     for i, spec in enumerate(pipeline.stages):
         name, key = stage_name(spec), stage_key(cfg, data.key, spec, i == 0, parent_key)
@@ -350,7 +426,4 @@ def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, devic
         predictions += preds
         stages.append(record)
         parent, parent_key = Path(record["path"]), record["key"]
-    record = {"slug": slug(pipeline.name), "stages": stages, "eval": evals}
-    if injection:
-        record["injection"] = injection
-    return record, predictions
+    return {"slug": slug(pipeline.name), "stages": stages, "eval": evals, **shared}, predictions

@@ -98,7 +98,9 @@ class Tracker:
     def _pipeline(self, name: str, record: dict) -> None:
         import wandb
 
-        for stage in ([record["injection"]] if record.get("injection") else []) + record["stages"]:
+        from atomic_comp.pipeline import stage_records
+
+        for stage in stage_records(record):
             metrics_file = Path(stage["path"]).parent / "metrics.json"
             history = json.loads(metrics_file.read_text()).get("log_history", []) if metrics_file.is_file() else []
             for row in history:
@@ -110,6 +112,8 @@ class Tracker:
                     self.run.summary[f"eval/{name}/{stage_name}/{task}/{level}/em"] = cell["em"]
             for level, cell in ev.get("recall", {}).items():
                 self.run.summary[f"recall/{name}/{stage_name}/{level}"] = cell["em"]
+        for level, cell in record.get("reading", {}).get("eval", {}).get("read", {}).items():
+            self.run.summary[f"reading/{level}/em"] = cell["em"]
         last = record["stages"][-1]["name"]
         for level, cell in record["eval"][last].get("comp", {}).items():
             self.run.summary[f"comp/{name}/{level}/em" if self.suite else f"comp/{level}/em"] = cell["em"]

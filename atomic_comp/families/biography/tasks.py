@@ -69,7 +69,13 @@ def nonce_nouns(world: World, seed: int, n: int = 400) -> list[str]:
     """n made-up lowercase nouns ("bralo", "tesku"), none of them a word of the world's text."""
     taken = {w.lower() for per in world.canonical.values() for text in per.values() for w in re.findall(r"\w+", text)}
     taken |= {w for r in RELATIONS for w in r.noun.split()}
-    rng = random.Random(f"nonce-{seed}")
+    return made_up_words(n, f"nonce-{seed}", taken)
+
+
+def made_up_words(n: int, seed: str, taken: set[str]) -> list[str]:
+    """n distinct lowercase pseudo-words of 2-3 syllables, none in `taken`, in a fixed order for `seed`."""
+    taken = set(taken)
+    rng = random.Random(seed)
     syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
     words: list[str] = []
     while len(words) < n:

@@ -1,0 +1,143 @@
+"""The reading stage: a made-up world's lookups, trained before the biographies and shared by every pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from atomic_comp.config import ConfigError, ReadingConfig, validate_reading
+from atomic_comp.families.biography.relations import RELATIONS
+from atomic_comp.prompts import ANSWER_MARKER, format_prompt
+from atomic_comp.reading import load_reading, reading_items, vocabulary
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ReadingConfig(items=300, relations=40, held_out=10, names=20, values=30, test_items=60)
+
+
+def _facts(item: dict) -> dict[tuple[str, str], str]:
+    """(subject, noun) -> object of every sentence in an item's context."""
+    out = {}
+    for s, noun, o in re.findall(r"(\w+ \w+)'s (\w+) is ([\w ]+)\.", item["context"]):
+        assert (s, noun) not in out, f"two facts for {s}'s {noun}"
+        out[(s, noun)] = o
+    return out
+
+
+def test_every_hop_is_found_only_by_its_name_and_its_word():
+    train, test = reading_items(SMALL, seed=3)
+    for item in train + test:
+        facts, chain, path = _facts(item), item["entities"], item["relation_path"]
+        assert len(facts) == SMALL.facts and len(path) == item["hops"] in (1, 2)
+        for i, noun in enumerate(path):
+            assert facts[(chain[i], noun)] == chain[i + 1]  # the hop's fact is stated, once (_facts)
+        # a distractor with the first hop's subject and another word, and one with its word and someone else
+        assert any(s == chain[0] and n != path[0] for s, n in facts)
+        assert any(n in path and s != chain[path.index(n)] for s, n in facts)
+        # no line is one person's paragraph by construction: the subject order is shuffled
+        steps = " ".join(f"{chain[i]}'s {n} is {chain[i + 1]}." for i, n in enumerate(path))
+        assert item["answer_cot"] == f"{steps} {ANSWER_MARKER} {item['answer']}"
+        assert item["answer"] == chain[-1] and item["task"] == "read"
+        assert format_prompt(item).startswith("Context:\n") and format_prompt(item).endswith("\nAnswer:")
+
+
+def test_held_out_nouns_are_read_in_training_contexts_asked_only_by_test_items_and_not_world_words():
+    vocab = vocabulary(SMALL, seed=3)
+    train, test = reading_items(SMALL, seed=3)
+    held = set(vocab.held_out)
+    assert len(held) == SMALL.held_out and not held & set(vocab.nouns)
+    asked = {w for it in train for w in re.findall(r"\w+", it["question"] + " " + it["answer_cot"])}
+    read = {w for it in train for w in re.findall(r"\w+", it["context"])}
+    assert not held & asked and held <= read  # read in contexts, never asked, never written
+    assert {it["level"] for it in test} == {"iid", "zero_shot"}
+    for it in test:
+        assert set(it["relation_path"]) <= (held if it["level"] == "zero_shot" else set(vocab.nouns))
+    world_words = {w for r in RELATIONS for w in r.noun.split()}
+    made_up = {w.lower() for pool in (vocab.nouns, vocab.held_out, vocab.first, vocab.last, vocab.values) for w in pool}
+    assert len(made_up) == 40 + 10 + 2 * 20 + 30 and not world_words & made_up
+    every = {w.lower() for it in train + test for w in re.findall(r"\w+", it["context"])}
+    assert every - made_up == {"s", "is"}  # a context is made-up words in "X's noun is Y." frames only
+
+
+def test_the_corpus_is_one_cache_entry_per_config_and_seed(tmp_path):
+    a = load_reading(SMALL, 1, str(tmp_path))
+    again = load_reading(SMALL, 1, str(tmp_path))
+    other = load_reading(SMALL, 2, str(tmp_path))
+    assert a.key == again.key != other.key
+    assert list(a.train["question"]) == list(again.train["question"]) != list(other.train["question"])
+    assert len(a.train) == SMALL.items and len(a.test) == SMALL.test_items
+    assert sorted(p.name for p in (tmp_path / "reading").iterdir() if not p.name.startswith(".")) == sorted(
+        {a.key, other.key})
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("relations", 5, "reading.facts"), ("facts", 5, "3 * reading.max_hops"), ("max_hops", 0, "1..5"),
+    ("held_out", 1, "max_hops"), ("items", -1, ">= 0"),
+])
+def test_bad_reading_config_names_key_value_and_what_is_allowed(key, value, allowed):
+    with pytest.raises(ConfigError) as e:
+        validate_reading(ReadingConfig(**{key: value}))
+    assert f"reading.{key}" in str(e.value) and str(value) in str(e.value) and allowed in str(e.value)
+
+
+@pytest.mark.slow
+def test_the_reading_stage_runs_first_and_every_pipeline_shares_it(tmp_path):
+    from atomic_comp.models import load_tokenizer
+
+    env = dict(os.environ, ATOMIC_COMP_CACHE=str(tmp_path / "cache"), WANDB_MODE="offline")
+    args = [sys.executable, "launch.py", "experiment=smoke", "reading.items=200", "reading.test_items=20",
+            "stage.read.max_steps=4", "stage.read.save_steps=4", "pipeline=headline", "logger=none",
+            "pipeline.members=[sft_mem_ctx,sft_comp]", f"hydra.run.dir={tmp_path / 'out'}"]
+    run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    a, b = res["pipelines"]["SFT(Mem+Ctx)"], res["pipelines"]["SFT(Comp)"]
+    assert a["reading"]["key"] == b["reading"]["key"] and a["reading"]["name"] == "Read(Lookups)"
+    assert [a["reading"]["cached"], b["reading"]["cached"]] == [False, True]
+    assert a["injection"]["train"]["parent"] == a["reading"]["path"]  # reading, then biographies
+    assert a["reading"]["train"]["rows"] == 200 and a["reading"]["train"]["pool"] == "reading"
+    cells = a["reading"]["eval"]["read"]
+    assert {lv: c["n"] for lv, c in cells.items()} == {"iid": 10, "zero_shot": 10}
+    # the tokenizer knows the made-up words from the start: none is an unknown token
+    tok = load_tokenizer(a["reading"]["path"])
+    _, test = reading_items(ReadingConfig(items=200, test_items=20), 1)
+    held = next(it for it in test if it["level"] == "zero_shot")
+    ids = tok(f" {held['entities'][0]}'s {held['relation_path'][0]} is {held['answer'].split()[0]}.")["input_ids"]
+    assert len(ids) == 8 and tok.unk_token_id not in ids  # one token per word, "'", "s" and "."
+    assert tok.unk_token_id in tok(" Zzyzx's qwerty is")["input_ids"]  # an unknown word would show
+    assert re.search(r"Reading stage \(made-up world\) exact match: trained nouns \d+ \(of 10\)  "
+                     r"held-out nouns \d+ \(of 10\)", run.stdout)
+
+
+def test_the_plan_puts_reading_before_the_injection_and_leaves_keys_alone_when_off():
+    import dataclasses
+
+    from hydra import compose, initialize_config_dir
+
+    from atomic_comp import cache
+    from atomic_comp import pipeline as pl
+    from atomic_comp.config import RunConfig, to_typed
+    from atomic_comp.recipe import data_key
+
+    args = ["experiment=smoke", "pipeline=sft_mem_ctx__rl_comp"]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        off = to_typed(compose("config", overrides=args), RunConfig)
+        on = to_typed(compose("config", overrides=[*args, "reading.items=50"]), RunConfig)
+        longer = to_typed(compose("config", overrides=[*args, "reading.items=50", "stage.read.max_steps=9"]), RunConfig)
+    (_, plain), = pl.plan(off)
+    (_, read), = pl.plan(on)
+    (_, read9), = pl.plan(longer)
+    assert [n for n, _ in read] == ["Read(Lookups)", "Inject(Bios)", "SFT(Mem+Ctx)", "RL(Comp)"]
+    assert [n for n, _ in plain] == ["Inject(Bios)", "SFT(Mem+Ctx)", "RL(Comp)"]
+    assert all(a != b for (_, a), (_, b) in zip(plain, read[1:]))  # everything after it starts elsewhere
+    assert read9[0][1] != read[0][1] and read9[1][1] != read[1][1]
+    # off, the base model's key is what it was before the reading stage existed: cached stages stay valid
+    dkey = data_key(off.world, off.recipe, off.seed)
+    assert pl.base_key(off, dkey) == "base-" + cache.stable_hash(
+        {"model": dataclasses.asdict(off.model), "data": dkey, "seed": off.seed})
+    assert pl.base_key(on, dkey) != pl.base_key(off, dkey)  # its words are in the tokenizer
