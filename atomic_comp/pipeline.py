@@ -354,7 +354,8 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
                 with open(work / f"{name}.jsonl", "w") as f:
                     for row in rows:
                         f.write(json.dumps(row) + "\n")
-        _release(model, device)
+        del model
+        _free_cuda(device)
         _write_eval(work, metrics, preds)
 
     entry, _ = cache.publish(root, key, build, info={"key": key})
@@ -371,11 +372,11 @@ def _load_for_eval(cfg: RunConfig, record: dict, device: str):
     return load_model(record["path"], cfg.model.dtype).to(device), load_tokenizer(record["path"])
 
 
-def _release(model, device: str) -> None:
-    import torch
-
-    del model
+def _free_cuda(device: str) -> None:
+    """Hand a deleted model's GPU memory back before the next stage loads one."""
     if device == "cuda":
+        import torch
+
         torch.cuda.empty_cache()
 
 
@@ -391,7 +392,7 @@ def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path,
     `read.zero_shot` on nouns no training item asked about (matching a word, not recalling a lookup)."""
     from atomic_comp.evaluate import evaluate
 
-    key = "eval-" + cache.stable_hash({"stage": record["key"], "reading": reading.key, "eval": cfg.eval.batch_size,
+    key = "eval-" + cache.stable_hash({"stage": record["key"], "reading": reading.key, "batch_size": cfg.eval.batch_size,
                                        "max_new_tokens": cfg.eval.max_new_tokens,
                                        "code": cache.code_version(EVAL_CODE_FILES)})
 
@@ -399,7 +400,8 @@ def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path,
         model, tok = _load_for_eval(cfg, record, device)
         metrics, preds = evaluate(model, tok, list(reading.test), cfg.eval.batch_size, cfg.eval.max_new_tokens,
                                   stage=READ_NAME)
-        _release(model, device)
+        del model
+        _free_cuda(device)
         _write_eval(work, metrics, preds)
 
     entry, _ = cache.publish(root, key, build, info={"key": key})
