@@ -259,6 +259,9 @@ class ModelConfig:
     rope_theta: float = 10000.0
     # float32 on CPU; bfloat16 for checkpoints on GPU
     dtype: str = "float32"
+    # tiny only. 0: one token per word of the corpus. N: a byte-pair vocabulary of at most N pieces learnt on the
+    # corpus, so a word no question asks about is spelt from pieces that questions do use
+    bpe_vocab: int = 0
 
 
 # --------------------------------------------------------------------------- stages
@@ -593,6 +596,9 @@ def _validate_stage_hyper(h, prefix: str) -> None:
            "empty when the stage trains LoRA adapters (peft freezes every base weight already)")
 
 
+MIN_BPE_VOCAB = 256  # room for the corpus's characters, each a piece of its own, and some merges
+
+
 def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
     """Everything a run needs checked before it builds, trains or submits anything."""
     validate_world(cfg.world)
@@ -604,6 +610,9 @@ def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
         _check(m.name != "tiny", "model.revision", m.revision, "null for the tiny model (it is built, not fetched)")
         _check(not Path(m.pretrained).is_dir(), "model.revision", m.revision,
                f"null for a local folder ({m.pretrained}: its files are keyed by their bytes)")
+    _check(m.bpe_vocab == 0 or (m.name == "tiny" and m.bpe_vocab >= MIN_BPE_VOCAB), "model.bpe_vocab", m.bpe_vocab,
+           f"0 (one token per word), or at least {MIN_BPE_VOCAB} pieces for the tiny model (a checkpoint brings its"
+           " own tokenizer)")
     _check(m.hidden_size % m.num_heads == 0, "model.num_heads", m.num_heads,
            f"a divisor of model.hidden_size ({m.hidden_size})")
     _check(m.dtype in ("float32", "bfloat16", "float16"), "model.dtype", m.dtype, "one of float32, bfloat16, float16")

@@ -10,6 +10,7 @@ import itertools
 import random
 import re
 from collections import Counter, defaultdict
+from typing import Callable
 
 import torch
 
@@ -290,24 +291,45 @@ def _hop_cells(rows: list[dict], hit: str) -> dict:
     return result
 
 
-def forced_hops(model, tokenizer, items: list[dict], world: dict, batch_size: int) -> tuple[dict, list[dict]]:
+def forced_hops(model, tokenizer, items: list[dict], world: "dict | Callable[[dict], dict]",
+                batch_size: int) -> tuple[dict, list[dict]]:
     """Teacher-forced hop accuracy: the gold chain up to each hop's object, then greedy decoding.
 
     It separates retrieving a hop's object from writing the chain that leads to it: a zero-shot
     item fails freely when the model never writes the held-out relation, and under forcing only
     when, given that relation, it cannot find the object. Cells are task -> level ->
-    "<hop group>/<relation level>", with where wrong objects came from (`_Facts.outcome`).
+    "<hop group>/<relation level>", with where wrong objects came from (`_Facts.outcome`). `world` is
+    the data's world JSON, or a function giving each item's own (`stated_world`, for items whose facts
+    live only in their contexts).
     """
-    facts = _Facts(world)
+    shared = None if callable(world) else _Facts(world)
     jobs = [(it, i, prefix, obj) for it in items for i, prefix, obj in forced_prefixes(it)]
     outputs = _continue_hops(model, tokenizer, [j[2] for j in jobs], [j[3] for j in jobs], batch_size)
     rows = []
     for (it, i, _, obj), out in zip(jobs, outputs):
+        facts = shared or _Facts(world(it))
         group = it["hop_groups"][i]
         context = it.get("context") or "" if group == "contextual" else None  # parametric: no context counts
         rows.append(_hop_row(it, i, facts, object=obj, output=out,
                              outcome=facts.outcome(out, obj, it["entities"][i], it["relation_path"][i], context)))
     return _hop_cells(rows, "right"), rows
+
+
+_STATED = re.compile(r"^(.+?)'s (.+?) is (.+)\.$")
+
+
+def stated_world(item: dict) -> dict:
+    """The facts an item's context states as "X's {noun} is Y." sentences, as a world JSON for `_Facts`, the
+    item's path at the item's level: the world of an item whose facts exist nowhere else (the reading stage's
+    made-up world, a new one per item), so a forced miss is classed as the subject's other fact or the noun's
+    fact about someone else, as a world's are."""
+    people: dict[str, dict] = defaultdict(dict)
+    for sentence in _SENTENCE_END.split((item.get("context") or "").replace("\n", " ")):
+        m = _STATED.match(sentence.strip())
+        if m:
+            people[m.group(1)][m.group(2)] = m.group(3)
+    return {"people": [{"name": name, "facts": {"contextual": facts}} for name, facts in people.items()],
+            "levels": {"contextual": {item["level"]: list(item["relation_path"])}}}
 
 
 def _whole_word(name: str) -> re.Pattern:

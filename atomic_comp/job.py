@@ -27,6 +27,16 @@ def comp_cells(results: dict) -> dict[str, dict[str, float]]:
             for name, comp in last_stage_metric(results, "comp").items()}
 
 
+READING_LEVELS = {"iid": "trained nouns", "zero_shot": "held-out nouns"}
+
+
+def _forced_cell(cell: dict) -> str:
+    """A teacher-forced hop cell: % right (its wrong objects by `WRONG_OUTCOMES` of n)."""
+    from atomic_comp.evaluate import WRONG_OUTCOMES
+
+    return f"{100 * cell['em']:.0f} ({'/'.join(str(cell['outcomes'].get(o, 0)) for o in WRONG_OUTCOMES)} of {cell['n']})"
+
+
 def headline_table(results: dict) -> str:
     """Pipelines x levels beside the paper's Table 7, then the study's claims and the stage times."""
     from atomic_comp.paper import claims_text, table_text
@@ -41,8 +51,6 @@ def headline_table(results: dict) -> str:
                   for name, r in recall.items() if r]
     forced = last_stage_metric(results, "forced_hops")
     if any(forced.values()):
-        from atomic_comp.evaluate import WRONG_OUTCOMES
-
         parts += ["", "Teacher-forced zero-shot hops of each pipeline's last stage, by hop group / relation level:",
                   "  % right (of wrong: subject's other fact / relation's object for someone else / other text of"
                   " the context / none of these)"]
@@ -51,8 +59,7 @@ def headline_table(results: dict) -> str:
                 cells = levels.get("zero_shot", {})
                 if cells:
                     parts.append(f"  {name:<28} {task:<5} " + "  ".join(
-                        f"{cell} {100 * c['em']:.0f} ({'/'.join(str(c['outcomes'].get(o, 0)) for o in WRONG_OUTCOMES)}"
-                        f" of {c['n']})" for cell, c in cells.items()))
+                        f"{cell} {_forced_cell(c)}" for cell, c in cells.items()))
         # the other half of a zero-shot failure: free chains that never write the relation (evaluate.relation_phrases)
         written = last_stage_metric(results, "relations_written")
         parts += ["", "Zero-shot chains that write every hop's relation phrase (free decoding, %):"]
@@ -72,6 +79,12 @@ def headline_table(results: dict) -> str:
         levels = reading["eval"].get("read", {})
         parts += ["", "Reading stage (made-up world) exact match: " + "  ".join(
             f"{READING_LEVELS.get(lv, lv)} {100 * c['em']:.0f} (of {c['n']})" for lv, c in levels.items())]
+        forced = reading["eval"].get("forced_hops", {}).get("read", {})
+        if forced:
+            parts += ["  its hops forced to \"X's {noun} is\": % right (wrong: the name's fact by another noun / the "
+                      "noun's fact about someone else / other text of the context / none of these)",
+                      "    " + "  ".join(f"{READING_LEVELS.get(lv, lv)} {_forced_cell(c)}"
+                                       for lv, cells in forced.items() for c in cells.values())]
     stages: dict = {}  # each stage as its first pipeline ran it (later ones find it cached)
     for rec in results["pipelines"].values():
         for s in stage_records(rec):
@@ -79,9 +92,6 @@ def headline_table(results: dict) -> str:
     times = ", ".join(f"{s['name']} {s['seconds']:.0f}s{' (cached)' if s['cached'] else ''}" for s in stages.values())
     parts += ["", f"wall time {results['seconds']:.0f}s; each stage where it first ran: {times}"]
     return "\n".join(parts)
-
-
-READING_LEVELS = {"iid": "trained nouns", "zero_shot": "held-out nouns"}
 
 
 def _clock(seconds: float) -> str:

@@ -1,7 +1,8 @@
 """Models and tokenizers: a tiny Llama trained from scratch on the world's own words, or a Hugging Face checkpoint.
 
 The tiny tokenizer is word-level (`tokenizers` WordLevel over Metaspace +
-punctuation pieces), wrapped as a PreTrainedTokenizerFast, so TRL and
+punctuation pieces), or byte-pair pieces over the same words (`model.bpe_vocab`),
+wrapped as a PreTrainedTokenizerFast, so TRL and
 `generate` treat it like any other. Metaspace keeps spaces in the tokens, so
 decoding gives back the exact text (emails, dates and phone numbers included).
 """
@@ -18,16 +19,23 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 SPECIALS = {"pad_token": "<pad>", "eos_token": "<eos>", "unk_token": "<unk>"}
 
 
-def build_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer whose vocabulary is every piece of `texts`, so none of them has an unknown token."""
-    tok = Tokenizer(models.WordLevel(unk_token=SPECIALS["unk_token"]))
+def build_tokenizer(texts: Iterable[str], bpe_vocab: int = 0) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer whose vocabulary is every word of `texts`, so none of them has an unknown token;
+    or, with `bpe_vocab`, byte-pair pieces learnt on `texts` (at most that many, every character of `texts`
+    among them), so a rare word is spelt from the pieces of common ones."""
+    if bpe_vocab:
+        tok = Tokenizer(models.BPE(unk_token=SPECIALS["unk_token"]))
+        trainer = trainers.BpeTrainer(vocab_size=bpe_vocab, special_tokens=list(SPECIALS.values()),
+                                      min_frequency=1, show_progress=False)
+    else:
+        tok = Tokenizer(models.WordLevel(unk_token=SPECIALS["unk_token"]))
+        trainer = trainers.WordLevelTrainer(special_tokens=list(SPECIALS.values()), min_frequency=1)
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(r"\n"), behavior="isolated"),
         pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never"),
         pre_tokenizers.Punctuation(behavior="isolated"),
     ])
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never")
-    trainer = trainers.WordLevelTrainer(special_tokens=list(SPECIALS.values()), min_frequency=1)
     tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIALS, padding_side="left",
                                    model_max_length=4096, clean_up_tokenization_spaces=False)

@@ -101,9 +101,9 @@ def corpus(data: Data, reading: Reading | None = None):
         yield drill["prompt"] + drill["completion"]
 
 
-def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str, bool]:
+def base_model(cfg: RunConfig, data: Data, root: Path, reading: Reading | None = None) -> tuple[Path | str, str, bool]:
     """(checkpoint path or hub name, key, built_now) of the model every pipeline starts from; `root` is the
-    cache's models folder."""
+    cache's models folder, `reading` the reading stage's corpus when it is on (loaded here if not given)."""
     m = cfg.model
     key = base_key(cfg, data.key)
     if m.name != "tiny":
@@ -118,8 +118,8 @@ def base_model(cfg: RunConfig, data: Data, root: Path) -> tuple[Path | str, str,
         from atomic_comp.models import build_tiny_model, build_tokenizer, save_checkpoint
 
         # the reading stage's made-up words are in the tokenizer from the start
-        reading = load_reading(cfg.reading, cfg.seed, str(Path(root).parent)) if reads(cfg) else None
-        tok = build_tokenizer(corpus(data, reading))
+        words = reading or (load_reading(cfg.reading, cfg.seed, str(Path(root).parent)) if reads(cfg) else None)
+        tok = build_tokenizer(corpus(data, words), m.bpe_vocab)
         save_checkpoint(build_tiny_model(m, tok, cfg.seed), tok, work / "checkpoint")
 
     entry, built = publish_ranked(root, key, build, resume=False, all_ranks=False)
@@ -141,7 +141,7 @@ def reads(cfg: RunConfig) -> bool:
 def read_key(cfg: RunConfig, data_key: str) -> str:
     return "stage-" + cache.stable_hash({
         "parent": base_key(cfg, data_key), "kind": "read", "hyper": _hyper(cfg.stage.read),
-        "model": dataclasses.asdict(cfg.model), "reading": reading_key(cfg.reading, cfg.seed), "seed": cfg.seed,
+        "model": model_fields(cfg.model), "reading": reading_key(cfg.reading, cfg.seed), "seed": cfg.seed,
         **_determinism(cfg),
     })
 
@@ -153,7 +153,7 @@ def _read_or_base_key(cfg: RunConfig, data_key: str) -> str:
 def inject_key(cfg: RunConfig, data_key: str) -> str:
     return "stage-" + cache.stable_hash({
         "parent": _read_or_base_key(cfg, data_key), "kind": "inject", "hyper": _hyper(cfg.stage.inject),
-        "model": dataclasses.asdict(cfg.model), "data": data_key, "seed": cfg.seed, **_determinism(cfg),
+        "model": model_fields(cfg.model), "data": data_key, "seed": cfg.seed, **_determinism(cfg),
     })
 
 
@@ -172,9 +172,9 @@ def _determinism(cfg: RunConfig) -> dict:
 
 
 def start_key(cfg: RunConfig, data_key: str) -> str:
-    """The key every pipeline's first stage hangs off: the base model, or the reading and injection stages
-    after it."""
-    return inject_key(cfg, data_key) if injects(cfg) else _read_or_base_key(cfg, data_key)
+    """The key every pipeline's first stage hangs off: the last shared stage's, or the base model's."""
+    shared = start_stages(cfg, data_key)
+    return shared[-1][1] if shared else base_key(cfg, data_key)
 
 
 def start_stages(cfg: RunConfig, data_key: str) -> list[tuple[str, str]]:
@@ -188,20 +188,20 @@ def start_model(cfg: RunConfig, data: Data, root: Path, device: str,
                 ) -> tuple[Path | str, str, dict]:
     """(checkpoint, key, {"reading": record, "injection": record} of the stages that ran) that every
     pipeline starts from; `report(stage name, key)` gives each stage its progress callback."""
-    parent, key, _ = base_model(cfg, data, root / "models")
-    records = {}
-    if reads(cfg):
-        reading = load_reading(cfg.reading, cfg.seed, str(root))
-        record = train_stage(cfg, READ_NAME, "sft", cfg.stage.read, _sft_rows(reading.train), read_key(cfg, data.key),
+    reading = load_reading(cfg.reading, cfg.seed, str(root)) if reads(cfg) else None
+    parent, key, _ = base_model(cfg, data, root / "models", reading)
+    keys, records = dict(start_stages(cfg, data.key)), {}
+    if reading:
+        record = train_stage(cfg, READ_NAME, "sft", cfg.stage.read, _sft_rows(reading.train), keys[READ_NAME],
                              parent, root / "stages", device, {"kind": "read", "tasks": [], "pool": "reading"},
-                             report(READ_NAME, read_key(cfg, data.key)))
+                             report(READ_NAME, keys[READ_NAME]))
         record["eval"] = evaluate_reading(cfg, reading, record, root / "evals", device)
         records["reading"], parent, key = record, Path(record["path"]), record["key"]
     if injects(cfg):
         rows = _sft_rows(data.splits["test"].select([]), data)
-        record = train_stage(cfg, INJECT_NAME, "sft", cfg.stage.inject, rows, inject_key(cfg, data.key),
+        record = train_stage(cfg, INJECT_NAME, "sft", cfg.stage.inject, rows, keys[INJECT_NAME],
                              parent, root / "stages", device, {"kind": "inject", "tasks": [], "pool": "biographies"},
-                             report(INJECT_NAME, inject_key(cfg, data.key)))
+                             report(INJECT_NAME, keys[INJECT_NAME]))
         records["injection"], parent, key = record, Path(record["path"]), record["key"]
     return parent, key, records
 
@@ -228,8 +228,17 @@ def stage_key(cfg: RunConfig, data_key: str, spec: StageSpec, first: bool, paren
     return "stage-" + cache.stable_hash({
         "parent": parent_key, "kind": spec.kind, "tasks": list(spec.tasks), "pool": pool,
         "hyper": _hyper(hyper), "selection": selection, "biographies": bios,
-        "model": dataclasses.asdict(cfg.model), "data": data_key, "seed": cfg.seed, **_determinism(cfg),
+        "model": model_fields(cfg.model), "data": data_key, "seed": cfg.seed, **_determinism(cfg),
     })
+
+
+def model_fields(m) -> dict:
+    """The model config as the cache keys see it: a word-level tokenizer (bpe_vocab 0) is left out, so every
+    key from before the field stands."""
+    d = dataclasses.asdict(m)
+    if not d["bpe_vocab"]:
+        del d["bpe_vocab"]
+    return d
 
 
 def base_key(cfg: RunConfig, data_key: str) -> str:
@@ -242,7 +251,7 @@ def base_key(cfg: RunConfig, data_key: str) -> str:
         return "base-" + cache.stable_hash({"pretrained": name, **local, **pinned})
     # a tokenizer with the reading stage's words is another base model; without it, the key as before
     reading = {"reading": reading_key(cfg.reading, cfg.seed)} if reads(cfg) else {}
-    return "base-" + cache.stable_hash({"model": dataclasses.asdict(m), "data": data_key, "seed": cfg.seed, **reading})
+    return "base-" + cache.stable_hash({"model": model_fields(m), "data": data_key, "seed": cfg.seed, **reading})
 
 
 def plan(cfg: RunConfig) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -342,18 +351,14 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
             sampled = select_items(data.splits["test"], e.levels, e.passk_tasks, e.passk_items)
             metrics["pass_at_k"], samples = evaluate_passk(model, tok, sampled, e.passk_n, e.passk_ks,
                                                            e.temperature, e.top_p, e.max_new_tokens)
-            with open(work / "passk_samples.jsonl", "w") as f:
-                for rec in samples:
-                    f.write(json.dumps(rec) + "\n")
+            _write_rows(work / "passk_samples.jsonl", samples)
         if e.recall_items > 0 and "recall" in data.splits:  # released files carry no probes
             metrics["recall"] = recall(model, tok, select_probes(data.splits["recall"], e.recall_items),
                                        e.batch_size)
         for name in HOP_DIAGNOSTICS:
             if getattr(e, name):
                 metrics[name], rows = getattr(metric, name)(model, tok, items, data.world, e.batch_size)
-                with open(work / f"{name}.jsonl", "w") as f:
-                    for row in rows:
-                        f.write(json.dumps(row) + "\n")
+                _write_rows(work / f"{name}.jsonl", rows)
         del model
         _free_cuda(device)
         _write_eval(work, metrics, preds)
@@ -382,15 +387,21 @@ def _free_cuda(device: str) -> None:
 
 def _write_eval(work: Path, metrics: dict, preds: list[dict]) -> None:
     (work / "metrics.json").write_text(json.dumps(metrics))
-    with open(work / "predictions.jsonl", "w") as f:
-        for p in preds:
-            f.write(json.dumps(p) + "\n")
+    _write_rows(work / "predictions.jsonl", preds)
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
 
 
 def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path, device: str) -> dict:
     """Greedy exact match of the reading stage on its test items: `read.iid` on trained made-up nouns,
-    `read.zero_shot` on nouns no training item asked about (matching a word, not recalling a lookup)."""
-    from atomic_comp.evaluate import evaluate
+    `read.zero_shot` on nouns no training item asked about (matching a word, not recalling a lookup); and
+    each hop teacher-forced (`forced_hops`: does it find the fact once the chain names the noun, and if not,
+    whose fact it writes)."""
+    from atomic_comp.evaluate import evaluate, forced_hops, stated_world
 
     key = "eval-" + cache.stable_hash({"stage": record["key"], "reading": reading.key, "batch_size": cfg.eval.batch_size,
                                        "max_new_tokens": cfg.eval.max_new_tokens,
@@ -398,10 +409,12 @@ def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path,
 
     def build(work: Path) -> None:
         model, tok = _load_for_eval(cfg, record, device)
-        metrics, preds = evaluate(model, tok, list(reading.test), cfg.eval.batch_size, cfg.eval.max_new_tokens,
-                                  stage=READ_NAME)
+        items = list(reading.test)
+        metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens, stage=READ_NAME)
+        metrics["forced_hops"], rows = forced_hops(model, tok, items, stated_world, cfg.eval.batch_size)
         del model
         _free_cuda(device)
+        _write_rows(work / "forced_hops.jsonl", rows)
         _write_eval(work, metrics, preds)
 
     entry, _ = cache.publish(root, key, build, info={"key": key})

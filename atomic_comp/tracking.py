@@ -112,8 +112,12 @@ class Tracker:
                     self.run.summary[f"eval/{name}/{stage_name}/{task}/{level}/em"] = cell["em"]
             for level, cell in ev.get("recall", {}).items():
                 self.run.summary[f"recall/{name}/{stage_name}/{level}"] = cell["em"]
-        for level, cell in record.get("reading", {}).get("eval", {}).get("read", {}).items():
+        reading = record.get("reading", {}).get("eval", {})
+        for level, cell in reading.get("read", {}).items():
             self.run.summary[f"reading/{level}/em"] = cell["em"]
+        for level, cells in reading.get("forced_hops", {}).get("read", {}).items():
+            for cell in cells.values():
+                self.run.summary[f"reading/{level}/forced_em"] = cell["em"]
         last = record["stages"][-1]["name"]
         for level, cell in record["eval"][last].get("comp", {}).items():
             self.run.summary[f"comp/{name}/{level}/em" if self.suite else f"comp/{level}/em"] = cell["em"]

@@ -35,6 +35,27 @@ def save_tiny_qwen(path, texts, seed: int = 0) -> None:
     tok.save_pretrained(str(path))
 
 
+def wandb_offline_run(job_dir) -> tuple[dict, dict]:
+    """(run record, summary) of the offline W&B run a job wrote, read back with wandb's own reader."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run_file = next(Path(job_dir).glob("wandb/offline-run-*/run-*.wandb"))
+    out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)],
+                         capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:  # the CLI entry point, where `python -m wandb` is not wired
+        out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json",
+                              str(run_file)], capture_output=True, text=True, timeout=120)
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    summary: dict = {}
+    for r in records:
+        if r["type"] == "summary":
+            summary.update(r["summary"].get("update", {}))
+    return next(r["run"] for r in records if r["type"] == "run"), summary
+
+
 def tiny_recipe(**kw) -> RecipeConfig:
     """The tiny recipe of conf/recipe/tiny.yaml, smaller pools so tests stay fast."""
     r = RecipeConfig(sft_pool=TaskCounts(mem=400, ctx=400, comp=400), rl_pool=TaskCounts(mem=100, ctx=100, comp=200),

@@ -339,3 +339,40 @@ def test_counterfactual_hops_change_one_fact_of_the_context_and_say_whether_the_
         for cells in levels.values():
             for cell, c in cells.items():
                 assert cell.startswith("contextual/") and c["em"] == c["outcomes"].get("context", 0) / c["n"]
+
+
+def test_reading_hops_forced_are_classed_by_the_facts_their_own_context_states():
+    """A made-up world's facts live only in each item's context (`stated_world`): a forced miss is the name's fact
+    by another noun (the noun was not matched), the noun's fact about someone else (the name was not), or
+    neither; cells are by level, trained nouns apart from held-out ones."""
+    from atomic_comp.config import ReadingConfig
+    from atomic_comp.evaluate import forced_hops, forced_prefixes, stated_world
+    from atomic_comp.reading import reading_items
+
+    _, items = reading_items(ReadingConfig(items=10, relations=40, held_out=10, names=20, values=30, test_items=40), 5)
+    table, expect = {}, []
+    for it in items:
+        facts = {(p["name"], noun): obj for p in stated_world(it)["people"] for noun, obj in p["facts"]["contextual"].items()}
+        assert len(facts) == 8 and stated_world(it)["levels"] == {"contextual": {it["level"]: it["relation_path"]}}
+        for hop, prefix, obj in forced_prefixes(it):
+            subject, noun = it["entities"][hop], it["relation_path"][hop]
+            assert facts[(subject, noun)] == obj
+            mine = {o for (s, _), o in facts.items() if s == subject}
+            by_name = [o for (s, n), o in facts.items() if s == subject and n != noun and o != obj]
+            by_noun = [o for (s, n), o in facts.items() if n == noun and s != subject and o not in mine]
+            outcome = ("right", "subject_fact", "relation_fact", "other")[len(expect) % 4]
+            wrote = {"right": obj, "subject_fact": (by_name or [None])[0], "relation_fact": (by_noun or [None])[0],
+                     "other": "Nobody Here"}[outcome]
+            if wrote is None:
+                outcome, wrote = "other", "Nobody Here"
+            table[prefix] = f" {wrote}."
+            expect.append(outcome)
+    assert {"right", "subject_fact", "relation_fact", "other"} <= set(expect)
+    tok = build_tokenizer(list(table) + list(table.values()))
+    result, rows = forced_hops(OracleLM(tok, table), tok, items, stated_world, batch_size=7)
+    assert [r["outcome"] for r in rows] == expect
+    assert set(result) == {"read"} and set(result["read"]) == {"iid", "zero_shot"}
+    for level, cells in result["read"].items():
+        (cell, c), = cells.items()
+        assert cell == f"contextual/{level}"
+        assert c["n"] == sum(it["hops"] for it in items if it["level"] == level) == sum(c["outcomes"].values())

@@ -15,6 +15,7 @@ from atomic_comp.config import ConfigError, ReadingConfig, validate_reading
 from atomic_comp.families.biography.relations import RELATIONS
 from atomic_comp.prompts import ANSWER_MARKER, format_prompt
 from atomic_comp.reading import load_reading, reading_items, vocabulary
+from tests.conftest import wandb_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ReadingConfig(items=300, relations=40, held_out=10, names=20, values=30, test_items=60)
@@ -91,7 +92,7 @@ def test_the_reading_stage_runs_first_and_every_pipeline_shares_it(tmp_path):
 
     env = dict(os.environ, ATOMIC_COMP_CACHE=str(tmp_path / "cache"), WANDB_MODE="offline")
     args = [sys.executable, "launch.py", "experiment=smoke", "reading.items=200", "reading.test_items=20",
-            "stage.read.max_steps=4", "stage.read.save_steps=4", "pipeline=headline", "logger=none",
+            "stage.read.max_steps=4", "stage.read.save_steps=4", "pipeline=headline",
             "pipeline.members=[sft_mem_ctx,sft_comp]", f"hydra.run.dir={tmp_path / 'out'}"]
     run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -112,6 +113,17 @@ def test_the_reading_stage_runs_first_and_every_pipeline_shares_it(tmp_path):
     assert tok.unk_token_id in tok(" Zzyzx's qwerty is")["input_ids"]  # an unknown word would show
     assert re.search(r"Reading stage \(made-up world\) exact match: trained nouns \d+ \(of 10\)  "
                      r"held-out nouns \d+ \(of 10\)", run.stdout)
+    # every hop of the test items forced, by level; the job prints them with their wrong objects' kinds
+    forced = a["reading"]["eval"]["forced_hops"]["read"]
+    hops = {lv: sum(it["hops"] for it in test if it["level"] == lv) for lv in ("iid", "zero_shot")}
+    assert {lv: c["n"] for lv, cells in forced.items() for c in cells.values()} == hops
+    # W&B (offline here) has both, read back
+    _, summary = wandb_offline_run(tmp_path / "out")
+    for lv in ("iid", "zero_shot"):
+        assert summary[f"reading/{lv}/em"] == cells[lv]["em"]
+        assert summary[f"reading/{lv}/forced_em"] == next(iter(forced[lv].values()))["em"]
+    assert re.search(r"its hops forced to .*\n    trained nouns \d+ \(\d+/\d+/\d+/\d+ of %d\)  held-out nouns \d+ "
+                     r"\(\d+/\d+/\d+/\d+ of %d\)" % (hops["iid"], hops["zero_shot"]), run.stdout)
 
 
 def test_the_plan_puts_reading_before_the_injection_and_leaves_keys_alone_when_off():
@@ -138,6 +150,7 @@ def test_the_plan_puts_reading_before_the_injection_and_leaves_keys_alone_when_o
     assert read9[0][1] != read[0][1] and read9[1][1] != read[1][1]
     # off, the base model's key is what it was before the reading stage existed: cached stages stay valid
     dkey = data_key(off.world, off.recipe, off.seed)
-    assert pl.base_key(off, dkey) == "base-" + cache.stable_hash(
-        {"model": dataclasses.asdict(off.model), "data": dkey, "seed": off.seed})
+    # (and before model.bpe_vocab: a word-level tokenizer is left out of the key)
+    before = {k: v for k, v in dataclasses.asdict(off.model).items() if k != "bpe_vocab"}
+    assert pl.base_key(off, dkey) == "base-" + cache.stable_hash({"model": before, "data": dkey, "seed": off.seed})
     assert pl.base_key(on, dkey) != pl.base_key(off, dkey)  # its words are in the tokenizer

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wandb_offline_run
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=4"]
@@ -67,22 +69,10 @@ def test_two_job_sweep_returns_at_once_and_logs_to_wandb(slurm, tmp_path):
         job = next(sweep.glob(f"*seed={seed}*"))
         res_json = json.loads((job / "results.json").read_text())
         assert res_json["seed"] == seed and "SFT(Comp)" in res_json["pipelines"]
-        # W&B: the offline run, read back with wandb's own reader
-        run_file = next(job.glob("wandb/offline-run-*/run-*.wandb"))
-        out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)],
-                             capture_output=True, text=True, timeout=120)
-        if out.returncode != 0:  # the CLI entry point, where `python -m wandb` is not wired
-            out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json",
-                                  str(run_file)], capture_output=True, text=True, timeout=120)
-        records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-        run = next(r["run"] for r in records if r["type"] == "run")
+        run, summary = wandb_offline_run(job)
         assert run["run_group"] == "slurm_test" and run["job_type"] == "SFT(Comp)"
         config = run["config"]["update"]
         assert config["seed"] == seed and "recipe.comp_proportion" in config and "pipeline.name" in config
-        summary = {}
-        for r in records:
-            if r["type"] == "summary":
-                summary.update(r["summary"].get("update", {}))
         assert summary["comp/iid/em"] == res_json["pipelines"]["SFT(Comp)"]["eval"]["SFT(Comp)"]["comp"]["iid"]["em"]
         assert not any("api_key" in k.lower() for k in config)
 
