@@ -85,6 +85,12 @@ def headline_table(results: dict) -> str:
                       "noun's fact about someone else / other text of the context / none of these)",
                       "    " + "  ".join(f"{READING_LEVELS.get(lv, lv)} {_forced_cell(c)}"
                                        for lv, cells in forced.items() for c in cells.values())]
+        after = last_stage_metric(results, "reading")
+        parts += ["  the same test on each pipeline's last stage (free / forced, %): is the reading kept?"]
+        parts += [f"    {name:<28} " + "  ".join(
+            f"{READING_LEVELS.get(lv, lv)} {100 * c['em']:.0f} / "
+            + "/".join(f"{100 * f['em']:.0f}" for f in r.get("forced_hops", {}).get("read", {}).get(lv, {}).values())
+            for lv, c in r["read"].items()) for name, r in after.items() if r]
     stages: dict = {}  # each stage as its first pipeline ran it (later ones find it cached)
     for rec in results["pipelines"].values():
         for s in stage_records(rec):

@@ -441,4 +441,7 @@ def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, devic
         predictions += preds
         stages.append(record)
         parent, parent_key = Path(record["path"]), record["key"]
+    if reads(cfg) and stages:  # is the reading still there after the world's stages?
+        reading = load_reading(cfg.reading, cfg.seed, str(root))
+        evals[stages[-1]["name"]]["reading"] = evaluate_reading(cfg, reading, stages[-1], root / "evals", device)
     return {"slug": slug(pipeline.name), "stages": stages, "eval": evals, **shared}, predictions

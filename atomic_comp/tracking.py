@@ -119,6 +119,8 @@ class Tracker:
             for cell in cells.values():
                 self.run.summary[f"reading/{level}/forced_em"] = cell["em"]
         last = record["stages"][-1]["name"]
+        for level, cell in record["eval"][last].get("reading", {}).get("read", {}).items():  # the reading kept?
+            self.run.summary[f"reading/{name}/last/{level}/em" if self.suite else f"reading/last/{level}/em"] = cell["em"]
         for level, cell in record["eval"][last].get("comp", {}).items():
             self.run.summary[f"comp/{name}/{level}/em" if self.suite else f"comp/{level}/em"] = cell["em"]
         rows = [[name, stage_name, level, int(k), v] for stage_name, ev in record["eval"].items()

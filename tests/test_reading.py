@@ -117,11 +117,20 @@ def test_the_reading_stage_runs_first_and_every_pipeline_shares_it(tmp_path):
     forced = a["reading"]["eval"]["forced_hops"]["read"]
     hops = {lv: sum(it["hops"] for it in test if it["level"] == lv) for lv in ("iid", "zero_shot")}
     assert {lv: c["n"] for lv, cells in forced.items() for c in cells.values()} == hops
+    # the same test on each pipeline's last stage: whether the world's stages kept the reading
+    for name, rec in res["pipelines"].items():
+        last = rec["eval"][rec["stages"][-1]["name"]]["reading"]
+        assert {lv: c["n"] for lv, c in last["read"].items()} == {"iid": 10, "zero_shot": 10}
+        assert {lv: c["n"] for lv, cells in last["forced_hops"]["read"].items() for c in cells.values()} == hops
+        assert re.search(rf"    {re.escape(name)} +trained nouns \d+ / \d+  held-out nouns \d+ / \d+\n", run.stdout)
     # W&B (offline here) has both, read back
     _, summary = wandb_offline_run(tmp_path / "out")
     for lv in ("iid", "zero_shot"):
         assert summary[f"reading/{lv}/em"] == cells[lv]["em"]
         assert summary[f"reading/{lv}/forced_em"] == next(iter(forced[lv].values()))["em"]
+        for name, rec in res["pipelines"].items():
+            last = rec["eval"][rec["stages"][-1]["name"]]["reading"]["read"]
+            assert summary[f"reading/{name}/last/{lv}/em"] == last[lv]["em"]
     assert re.search(r"its hops forced to .*\n    trained nouns \d+ \(\d+/\d+/\d+/\d+ of %d\)  held-out nouns \d+ "
                      r"\(\d+/\d+/\d+/\d+ of %d\)" % (hops["iid"], hops["zero_shot"]), run.stdout)
 
