@@ -410,7 +410,7 @@ def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path,
     def build(work: Path) -> None:
         model, tok = _load_for_eval(cfg, record, device)
         items = list(reading.test)
-        metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens, stage=READ_NAME)
+        metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens, stage=record["name"])
         metrics["forced_hops"], rows = forced_hops(model, tok, items, stated_world, cfg.eval.batch_size)
         del model
         _free_cuda(device)
