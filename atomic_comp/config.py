@@ -346,6 +346,9 @@ class StagesConfig:
     # also mix the biographies into every later SFT stage: a model trained from scratch forgets the facts
     # no training question asks about (a held-out relation's), which the zero-shot level needs
     bio_replay: bool = False
+    # reading items (reading.items > 0) mixed into the injection and every later SFT stage, a fresh sample of
+    # the reading corpus per stage: without them the world's stages erase the reader (docs/tuning.md 30)
+    read_replay: int = 0
 
 
 @dataclass
@@ -626,6 +629,8 @@ def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
     if cfg.stage.injection == "stage":
         _validate_stage_hyper(cfg.stage.inject, "stage.inject")
     validate_reading(cfg.reading)
+    _check(0 <= cfg.stage.read_replay <= cfg.reading.items, "stage.read_replay", cfg.stage.read_replay,
+           f"an integer in 0..reading.items ({cfg.reading.items}): replayed items come from the reading corpus")
     if cfg.reading.items:
         _validate_stage_hyper(cfg.stage.read, "stage.read")
     ds = cfg.deepspeed

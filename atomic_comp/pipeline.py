@@ -74,9 +74,10 @@ def stage_config(cfg: RunConfig, spec: StageSpec, first: bool) -> tuple[Any, str
     return typed, pool, bios
 
 
-def _sft_rows(items: Dataset, data: Data | None = None) -> Dataset:
+def _sft_rows(items: Dataset, data: Data | None = None, replay: Dataset | None = None) -> Dataset:
     """Items as prompt/completion rows; with `data`, its biographies (empty prompt: plain LM) and drills
-    (copy and lookup) are mixed in too."""
+    (copy and lookup) are mixed in too; with `replay`, those reading items."""
+    items = list(items) + (list(replay) if replay is not None else [])
     rows = {"prompt": [format_prompt(it) for it in items], "completion": [format_completion(it) for it in items]}
     if data is not None:
         bios = data.splits["biographies"]["text"]
@@ -84,6 +85,16 @@ def _sft_rows(items: Dataset, data: Data | None = None) -> Dataset:
         rows["prompt"] += [""] * len(bios) + list(drills["prompt"])
         rows["completion"] += [" " + b for b in bios] + list(drills["completion"])
     return Dataset.from_dict(rows)
+
+
+def replayed(cfg: RunConfig, reading: Reading | None, key: str) -> Dataset | None:
+    """The reading items an SFT stage (cache key `key`) replays: `stage.read_replay` of the corpus, drawn
+    by the key, so each stage reads other items and a rerun the same ones."""
+    n = cfg.stage.read_replay
+    if not n:
+        return None
+    assert reading is not None, "stage.read_replay needs the reading corpus"
+    return reading.train.shuffle(seed=int(key.rsplit("-", 1)[1][:8], 16)).select(range(n))
 
 
 def _rl_rows(items: Dataset) -> Dataset:
@@ -142,7 +153,7 @@ def read_key(cfg: RunConfig, data_key: str) -> str:
     return "stage-" + cache.stable_hash({
         "parent": base_key(cfg, data_key), "kind": "read", "hyper": _hyper(cfg.stage.read),
         "model": model_fields(cfg.model), "reading": reading_key(cfg.reading, cfg.seed), "seed": cfg.seed,
-        **_determinism(cfg),
+        **_later_knobs(cfg, replays=False),
     })
 
 
@@ -153,22 +164,25 @@ def _read_or_base_key(cfg: RunConfig, data_key: str) -> str:
 def inject_key(cfg: RunConfig, data_key: str) -> str:
     return "stage-" + cache.stable_hash({
         "parent": _read_or_base_key(cfg, data_key), "kind": "inject", "hyper": _hyper(cfg.stage.inject),
-        "model": model_fields(cfg.model), "data": data_key, "seed": cfg.seed, **_determinism(cfg),
+        "model": model_fields(cfg.model), "data": data_key, "seed": cfg.seed, **_later_knobs(cfg, replays=True),
     })
 
 
+def _when_set(d: dict, *later: str) -> dict:
+    """`d` as a cache key sees it: the `later` fields (knobs added after keys were first written) only when
+    set, so that every key from before a knob still names its entry."""
+    return {k: v for k, v in d.items() if k not in later or v}
+
+
 def _hyper(h) -> dict:
-    """A stage's hyperparameters as its key sees them: `freeze` only when set, so that the keys of stages
-    trained before the knob existed still name them."""
-    d = dataclasses.asdict(h)
-    if not d["freeze"]:
-        del d["freeze"]
-    return d
+    return _when_set(dataclasses.asdict(h), "freeze")
 
 
-def _determinism(cfg: RunConfig) -> dict:
-    """Deterministic kernels give other numbers than the default ones: a key of its own, only when on."""
-    return {"deterministic": True} if cfg.deterministic else {}
+def _later_knobs(cfg: RunConfig, replays: bool) -> dict:
+    """Run-wide knobs that change what a stage trains: deterministic kernels (other numbers than the default
+    ones) and, for the stages that replay them (`replays`), the reading items."""
+    return _when_set({"deterministic": cfg.deterministic, "read_replay": cfg.stage.read_replay if replays else 0},
+                     "deterministic", "read_replay")
 
 
 def start_key(cfg: RunConfig, data_key: str) -> str:
@@ -185,10 +199,11 @@ def start_stages(cfg: RunConfig, data_key: str) -> list[tuple[str, str]]:
 
 def start_model(cfg: RunConfig, data: Data, root: Path, device: str,
                 report: Callable[[str, str], Progress | None] = lambda name, key: None,
-                ) -> tuple[Path | str, str, dict]:
+                reading: Reading | None = None) -> tuple[Path | str, str, dict]:
     """(checkpoint, key, {"reading": record, "injection": record} of the stages that ran) that every
-    pipeline starts from; `report(stage name, key)` gives each stage its progress callback."""
-    reading = load_reading(cfg.reading, cfg.seed, str(root)) if reads(cfg) else None
+    pipeline starts from; `report(stage name, key)` gives each stage its progress callback; `reading` the
+    reading corpus when it is on (loaded here if not given)."""
+    reading = reading or (load_reading(cfg.reading, cfg.seed, str(root)) if reads(cfg) else None)
     parent, key, _ = base_model(cfg, data, root / "models", reading)
     keys, records = dict(start_stages(cfg, data.key)), {}
     if reading:
@@ -198,7 +213,7 @@ def start_model(cfg: RunConfig, data: Data, root: Path, device: str,
         record["eval"] = evaluate_reading(cfg, reading, record, root / "evals", device)
         records["reading"], parent, key = record, Path(record["path"]), record["key"]
     if injects(cfg):
-        rows = _sft_rows(data.splits["test"].select([]), data)
+        rows = _sft_rows(data.splits["test"].select([]), data, replayed(cfg, reading, keys[INJECT_NAME]))
         record = train_stage(cfg, INJECT_NAME, "sft", cfg.stage.inject, rows, keys[INJECT_NAME],
                              parent, root / "stages", device, {"kind": "inject", "tasks": [], "pool": "biographies"},
                              report(INJECT_NAME, keys[INJECT_NAME]))
@@ -228,17 +243,14 @@ def stage_key(cfg: RunConfig, data_key: str, spec: StageSpec, first: bool, paren
     return "stage-" + cache.stable_hash({
         "parent": parent_key, "kind": spec.kind, "tasks": list(spec.tasks), "pool": pool,
         "hyper": _hyper(hyper), "selection": selection, "biographies": bios,
-        "model": model_fields(cfg.model), "data": data_key, "seed": cfg.seed, **_determinism(cfg),
+        "model": model_fields(cfg.model), "data": data_key, "seed": cfg.seed,
+        **_later_knobs(cfg, replays=spec.kind != "rl"),
     })
 
 
 def model_fields(m) -> dict:
-    """The model config as the cache keys see it: a word-level tokenizer (bpe_vocab 0) is left out, so every
-    key from before the field stands."""
-    d = dataclasses.asdict(m)
-    if not d["bpe_vocab"]:
-        del d["bpe_vocab"]
-    return d
+    """The model config as the cache keys see it (a word-level tokenizer, bpe_vocab 0, left out)."""
+    return _when_set(dataclasses.asdict(m), "bpe_vocab")
 
 
 def base_key(cfg: RunConfig, data_key: str) -> str:
@@ -271,15 +283,15 @@ def plan(cfg: RunConfig) -> list[tuple[str, list[tuple[str, str]]]]:
 
 
 def run_stage(cfg: RunConfig, data: Data, spec: StageSpec, first: bool, parent: Path | str, key: str,
-              root: Path, device: str, progress: Progress | None = None) -> dict:
-    """Train one pipeline stage (cache key `key`, from stage_key) through the cache. Returns its record for
-    results.json."""
+              root: Path, device: str, progress: Progress | None = None, reading: Reading | None = None) -> dict:
+    """Train one pipeline stage (cache key `key`, from stage_key) through the cache; `reading` the reading
+    corpus, for `stage.read_replay`. Returns its record for results.json."""
     hyper, pool, bios = stage_config(cfg, spec, first)
     items = stage_items(data, pool, list(spec.tasks), cfg.recipe)
     if spec.kind == "rl":
         rows = _rl_rows(items)
     else:
-        rows = _sft_rows(items, data if bios else None)
+        rows = _sft_rows(items, data if bios else None, replayed(cfg, reading, key))
     return train_stage(cfg, stage_name(spec), spec.kind, hyper, rows, key, parent, root, device,
                        {"kind": spec.kind, "tasks": list(spec.tasks), "pool": pool, "items": len(items)}, progress)
 
@@ -430,18 +442,19 @@ def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, devic
         progress(dict(head, status="cached") if cached else head)
         return lambda state: progress({**head, **state})
 
-    parent, parent_key, shared = start_model(cfg, data, root, device, lambda name, key: report(name, key, "training"))
+    reading = load_reading(cfg.reading, cfg.seed, str(root)) if reads(cfg) else None
+    parent, parent_key, shared = start_model(cfg, data, root, device, lambda name, key: report(name, key, "training"),
+                                             reading)
     stages, evals, predictions = [], {}, []
     for i, spec in enumerate(pipeline.stages):
         name, key = stage_name(spec), stage_key(cfg, data.key, spec, i == 0, parent_key)
         record = run_stage(cfg, data, spec, i == 0, parent, key, root / "stages", device,
-                           report(name, key, "training"))
+                           report(name, key, "training"), reading)
         evals[name], preds = evaluate_stage(cfg, data, record, pipeline.name, root / "evals", device,
                                             report(name, key, "evaluating"))
         predictions += preds
         stages.append(record)
         parent, parent_key = Path(record["path"]), record["key"]
-    if reads(cfg) and stages:  # is the reading still there after the world's stages?
-        reading = load_reading(cfg.reading, cfg.seed, str(root))
+    if reading and stages:  # is the reading still there after the world's stages?
         evals[stages[-1]["name"]]["reading"] = evaluate_reading(cfg, reading, stages[-1], root / "evals", device)
     return {"slug": slug(pipeline.name), "stages": stages, "eval": evals, **shared}, predictions

@@ -92,7 +92,7 @@ def test_the_reading_stage_runs_first_and_every_pipeline_shares_it(tmp_path):
 
     env = dict(os.environ, ATOMIC_COMP_CACHE=str(tmp_path / "cache"), WANDB_MODE="offline")
     args = [sys.executable, "launch.py", "experiment=smoke", "reading.items=200", "reading.test_items=20",
-            "stage.read.max_steps=4", "stage.read.save_steps=4", "pipeline=headline",
+            "stage.read.max_steps=4", "stage.read.save_steps=4", "stage.read_replay=30", "pipeline=headline",
             "pipeline.members=[sft_mem_ctx,sft_comp]", f"hydra.run.dir={tmp_path / 'out'}"]
     run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -102,6 +102,11 @@ def test_the_reading_stage_runs_first_and_every_pipeline_shares_it(tmp_path):
     assert [a["reading"]["cached"], b["reading"]["cached"]] == [False, True]
     assert a["injection"]["train"]["parent"] == a["reading"]["path"]  # reading, then biographies
     assert a["reading"]["train"]["rows"] == 200 and a["reading"]["train"]["pool"] == "reading"
+    # each later SFT stage replays 30 reading items beside its own rows (the smoke world's first SFT stage
+    # has no biographies: they have a stage of their own)
+    for rec in (a, b):
+        sft = rec["stages"][0]["train"]
+        assert sft["rows"] == sft["items"] + 30
     cells = a["reading"]["eval"]["read"]
     assert {lv: c["n"] for lv, c in cells.items()} == {"iid": 10, "zero_shot": 10}
     # the tokenizer knows the made-up words from the start: none is an unknown token
@@ -163,3 +168,47 @@ def test_the_plan_puts_reading_before_the_injection_and_leaves_keys_alone_when_o
     before = {k: v for k, v in dataclasses.asdict(off.model).items() if k != "bpe_vocab"}
     assert pl.base_key(off, dkey) == "base-" + cache.stable_hash({"model": before, "data": dkey, "seed": off.seed})
     assert pl.base_key(on, dkey) != pl.base_key(off, dkey)  # its words are in the tokenizer
+
+
+def _composed(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from atomic_comp.config import RunConfig, to_typed, validate_run
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = to_typed(compose("config", overrides=["experiment=smoke", *overrides]), RunConfig)
+    validate_run(cfg)
+    return cfg
+
+
+def test_replay_draws_other_reading_items_per_stage_into_sft_rows_and_only_sft_keys(tmp_path):
+    from atomic_comp import pipeline as pl
+    from atomic_comp.config import StageSpec
+    from atomic_comp.recipe import data_key
+
+    on = _composed("reading.items=50", "stage.read_replay=10")
+    off = _composed("reading.items=50")
+    reading = load_reading(on.reading, on.seed, str(tmp_path))
+    a, again, other = (pl.replayed(on, reading, k) for k in ("stage-00000001aa", "stage-00000001aa", "stage-00000002aa"))
+    assert len(a) == 10 and list(a["question"]) == list(again["question"]) != list(other["question"])
+    assert set(a["question"]) <= set(reading.train["question"])
+    assert pl.replayed(off, reading, "stage-00000001aa") is None
+    # the replayed items are rows of the stage, formatted as the reading stage trains them
+    world = reading.test.select(range(3))
+    rows = pl._sft_rows(world, None, a)
+    assert list(rows["prompt"]) == [format_prompt(it) for it in list(world) + list(a)]
+    # the injection and SFT stages have keys of their own; RL replays nothing, so its key does not move
+    dkey = data_key(on.world, on.recipe, on.seed)
+    assert pl.inject_key(on, dkey) != pl.inject_key(off, dkey)
+    sft, rl = StageSpec(kind="sft", tasks=["mem", "ctx"]), StageSpec(kind="rl", tasks=["comp"])
+    assert pl.stage_key(on, dkey, sft, True, "p") != pl.stage_key(off, dkey, sft, True, "p")
+    assert pl.stage_key(on, dkey, rl, False, "p") == pl.stage_key(off, dkey, rl, False, "p")
+
+
+@pytest.mark.parametrize("overrides,value", [(["stage.read_replay=5"], "5"),
+                                             (["reading.items=50", "stage.read_replay=51"], "51"),
+                                             (["reading.items=50", "stage.read_replay=-1"], "-1")])
+def test_replay_beyond_the_reading_corpus_is_refused_with_key_value_and_range(overrides, value):
+    with pytest.raises(ConfigError) as e:
+        _composed(*overrides)
+    assert "stage.read_replay" in str(e.value) and value in str(e.value) and "0..reading.items" in str(e.value)
