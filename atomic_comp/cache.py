@@ -30,6 +30,12 @@ def stable_hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:n]
 
 
+def when_set(d: dict, **defaults: Any) -> dict:
+    """`d` as a key sees it: fields added after keys were first written (`defaults`, with their defaults) only
+    when set, so that every key from before a knob still names its entry."""
+    return {k: v for k, v in d.items() if k not in defaults or v != defaults[k]}
+
+
 def code_version(files: tuple[str, ...]) -> str:
     """Hash of source files of the package (paths relative to it): a key that includes it makes new cache
     entries when the code that computes them changes, and only then (comments and docstrings aside)."""

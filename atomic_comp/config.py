@@ -208,7 +208,11 @@ class ReadingConfig:
     # further made-up nouns that training items only state among their distractors (read, never asked, as a
     # held-out relation of the world) and half the test items ask: does it match words it was never asked?
     held_out: int = 100
-    # made-up first and last names (a person is a pair) and made-up attribute values
+    # first and last names (a person is a pair) and attribute values:
+    #   made_up: made-up words, like the relation nouns
+    #   world_like: Faker names and values of the world's kinds (its value pools, cities, companies, addresses),
+    #               so the lookup is learnt on the kind of words the world's answers are; the nouns stay made-up
+    people: str = "made_up"
     names: int = 300
     values: int = 500
     # hops per question, 1..max_hops uniformly
@@ -523,6 +527,7 @@ def validate_recipe(r: RecipeConfig, prefix: str = "recipe") -> None:
 def validate_reading(r: ReadingConfig, prefix: str = "reading") -> None:
     for key in ("items", "held_out", "test_items"):
         _check(getattr(r, key) >= 0, f"{prefix}.{key}", getattr(r, key), "an integer >= 0")
+    _check(r.people in READING_PEOPLE, f"{prefix}.people", r.people, f"one of {', '.join(READING_PEOPLE)}")
     _check(r.names >= 2, f"{prefix}.names", r.names, "an integer >= 2")
     _check(r.values >= 1, f"{prefix}.values", r.values, "an integer >= 1")
     _check(1 <= r.max_hops <= 5, f"{prefix}.max_hops", r.max_hops, "an integer in 1..5")
@@ -565,6 +570,7 @@ def to_typed(cfg: DictConfig | dict, schema: type) -> Any:
 TASKS = ("mem", "ctx", "comp")
 EVAL_LEVELS = ("iid", "composition", "zero_shot")
 INJECTIONS = ("first_sft", "stage")
+READING_PEOPLE = ("made_up", "world_like")
 RL_LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
 # module names of Llama-family decoders (the tiny model, Qwen2.5); the tied lm_head is embed_tokens' matrix
 FREEZABLE = ("embed_tokens", "self_attn", "q_proj", "k_proj", "v_proj", "o_proj", "mlp", "gate_proj", "up_proj",

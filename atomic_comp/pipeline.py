@@ -168,21 +168,15 @@ def inject_key(cfg: RunConfig, data_key: str) -> str:
     })
 
 
-def _when_set(d: dict, *later: str) -> dict:
-    """`d` as a cache key sees it: the `later` fields (knobs added after keys were first written) only when
-    set, so that every key from before a knob still names its entry."""
-    return {k: v for k, v in d.items() if k not in later or v}
-
-
 def _hyper(h) -> dict:
-    return _when_set(dataclasses.asdict(h), "freeze")
+    return cache.when_set(dataclasses.asdict(h), freeze=[])
 
 
 def _later_knobs(cfg: RunConfig, replays: bool) -> dict:
     """Run-wide knobs that change what a stage trains: deterministic kernels (other numbers than the default
     ones) and, for the stages that replay them (`replays`), the reading items."""
-    return _when_set({"deterministic": cfg.deterministic, "read_replay": cfg.stage.read_replay if replays else 0},
-                     "deterministic", "read_replay")
+    return cache.when_set({"deterministic": cfg.deterministic, "read_replay": cfg.stage.read_replay if replays else 0},
+                          deterministic=False, read_replay=0)
 
 
 def start_key(cfg: RunConfig, data_key: str) -> str:
@@ -250,7 +244,7 @@ def stage_key(cfg: RunConfig, data_key: str, spec: StageSpec, first: bool, paren
 
 def model_fields(m) -> dict:
     """The model config as the cache keys see it (a word-level tokenizer, bpe_vocab 0, left out)."""
-    return _when_set(dataclasses.asdict(m), "bpe_vocab")
+    return cache.when_set(dataclasses.asdict(m), bpe_vocab=0)
 
 
 def base_key(cfg: RunConfig, data_key: str) -> str:

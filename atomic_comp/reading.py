@@ -35,7 +35,7 @@ SENTENCES_PER_LINE = 2  # the tiny recipe's facts_per_paragraph, but lines mix s
 
 
 def reading_key(r: ReadingConfig, seed: int) -> str:
-    return "reading-" + cache.stable_hash({"reading": dataclasses.asdict(r), "seed": seed,
+    return "reading-" + cache.stable_hash({"reading": cache.when_set(dataclasses.asdict(r), people="made_up"), "seed": seed,
                                            "code": cache.code_version(_CODE_FILES)})
 
 
@@ -63,7 +63,28 @@ def vocabulary(r: ReadingConfig, seed: int) -> Vocabulary:
     words = made_up_words(r.relations + r.held_out + 2 * r.names + r.values, f"reading-{seed}", taken)
     n, h, k = r.relations, r.held_out, r.names
     cap = [w.capitalize() for w in words[n + h: n + h + 2 * k]]
+    if r.people == "world_like":
+        return Vocabulary(words[:n], words[n:n + h], *_world_like(r, seed))
     return Vocabulary(words[:n], words[n:n + h], cap[:k], cap[k:], words[n + h + 2 * k:])
+
+
+def _world_like(r: ReadingConfig, seed: int) -> tuple[list[str], list[str], list[str]]:
+    """(first names, last names, values) spelt as the world's are: Faker names, and values of the world's
+    kinds (its pools, then cities, companies and street addresses). Pairs of them are new people."""
+    from faker import Faker
+
+    from atomic_comp.families.biography.world import VALUE_POOLS, _faker_pool
+
+    fake = Faker("en_US")
+    fake.seed_instance(f"reading-{seed}")
+    rng = random.Random(f"reading-values-{seed}")
+    values = list(dict.fromkeys(v for pool in VALUE_POOLS.values() for v in pool))
+    values += _faker_pool(fake, "city", 100) + _faker_pool(fake, "company", 100)
+    streets = _faker_pool(fake, "street_name", 100)
+    while len(values) < r.values:
+        values.append(f"{rng.randint(1, 9999)} {rng.choice(streets)}")
+    rng.shuffle(values)
+    return _faker_pool(fake, "first_name", r.names), _faker_pool(fake, "last_name", r.names), values[:r.values]
 
 
 def reading_item(rng: random.Random, vocab: Vocabulary, nouns: list[str], other_nouns: list[str],

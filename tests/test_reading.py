@@ -65,6 +65,31 @@ def test_held_out_nouns_are_read_in_training_contexts_asked_only_by_test_items_a
     assert every - made_up == {"s", "is"}  # a context is made-up words in "X's noun is Y." frames only
 
 
+def test_world_like_people_are_faker_names_and_the_worlds_values_while_the_nouns_stay_made_up():
+    import dataclasses
+
+    from atomic_comp import cache
+    from atomic_comp.families.biography.world import VALUE_POOLS
+    from atomic_comp.reading import _CODE_FILES, reading_key
+
+    like = dataclasses.replace(SMALL, people="world_like", values=500)
+    made, real = vocabulary(SMALL, seed=3), vocabulary(like, seed=3)
+    assert (real.nouns, real.held_out) == (made.nouns, made.held_out)
+    assert len(real.first) == len(real.last) == SMALL.names and len(real.values) == 500
+    assert not {w.lower() for w in real.first + real.last} & {w.lower() for w in made.first + made.last}
+    assert {v for pool in VALUE_POOLS.values() for v in pool} <= set(real.values)  # the world's kinds of value
+    train, _ = reading_items(like, seed=3)
+    people = {(a, b) for a in real.first for b in real.last}
+    for item in train[:50]:
+        assert tuple(item["entities"][0].split(" ", 1)) in people
+        assert item["answer"] in real.values or tuple(item["answer"].split(" ", 1)) in people
+    # made-up people keep the key they had before the knob; world-like ones are another corpus
+    before = {k: v for k, v in dataclasses.asdict(SMALL).items() if k != "people"}
+    assert reading_key(SMALL, 3) == "reading-" + cache.stable_hash(
+        {"reading": before, "seed": 3, "code": cache.code_version(_CODE_FILES)})
+    assert reading_key(like, 3) != reading_key(dataclasses.replace(like, people="made_up"), 3)
+
+
 def test_the_corpus_is_one_cache_entry_per_config_and_seed(tmp_path):
     a = load_reading(SMALL, 1, str(tmp_path))
     again = load_reading(SMALL, 1, str(tmp_path))
@@ -78,7 +103,7 @@ def test_the_corpus_is_one_cache_entry_per_config_and_seed(tmp_path):
 
 @pytest.mark.parametrize("key,value,allowed", [
     ("relations", 5, "reading.facts"), ("facts", 5, "3 * reading.max_hops"), ("max_hops", 0, "1..5"),
-    ("held_out", 1, "max_hops"), ("items", -1, ">= 0"),
+    ("held_out", 1, "max_hops"), ("items", -1, ">= 0"), ("people", "real", "made_up, world_like"),
 ])
 def test_bad_reading_config_names_key_value_and_what_is_allowed(key, value, allowed):
     with pytest.raises(ConfigError) as e:
