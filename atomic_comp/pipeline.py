@@ -77,8 +77,9 @@ def stage_config(cfg: RunConfig, spec: StageSpec, first: bool) -> tuple[Any, str
 def _sft_rows(items: Dataset, data: Data | None = None, replay: Dataset | None = None) -> Dataset:
     """Items as prompt/completion rows; with `data`, its biographies (empty prompt: plain LM) and drills
     (copy and lookup) are mixed in too; with `replay`, those reading items."""
-    items = list(items) + (list(replay) if replay is not None else [])
-    rows = {"prompt": [format_prompt(it) for it in items], "completion": [format_completion(it) for it in items]}
+    items = [items] + ([replay] if replay is not None else [])
+    rows = {"prompt": [format_prompt(it) for part in items for it in part],
+            "completion": [format_completion(it) for part in items for it in part]}
     if data is not None:
         bios = data.splits["biographies"]["text"]
         drills = data.splits["drills"]

@@ -35,8 +35,8 @@ SENTENCES_PER_LINE = 2  # the tiny recipe's facts_per_paragraph, but lines mix s
 
 
 def reading_key(r: ReadingConfig, seed: int) -> str:
-    return "reading-" + cache.stable_hash({"reading": cache.when_set(dataclasses.asdict(r), people="made_up"), "seed": seed,
-                                           "code": cache.code_version(_CODE_FILES)})
+    return "reading-" + cache.stable_hash({"reading": cache.when_set(dataclasses.asdict(r), people="made_up"),
+                                           "seed": seed, "code": cache.code_version(_CODE_FILES)})
 
 
 @dataclass
