@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from atomic_comp import cache
-from atomic_comp.config import RunConfig
+from atomic_comp.config import EVAL_LEVELS, RunConfig
 from atomic_comp.recipe import load_data
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,12 @@ def headline_table(results: dict) -> str:
                       "noun's fact about someone else / other text of the context / none of these)",
                       "    " + "  ".join(f"{READING_LEVELS.get(lv, lv)} {_forced_cell(c)}"
                                        for lv, cells in forced.items() for c in cells.values())]
+        world = reading["eval"].get("world_forced_hops", {}).get("ctx", {})
+        if world:
+            parts += ["  the reader on the world's Ctx items, every hop forced, before any world stage: % right by"
+                      " relation level (wrong as above)"]
+            parts += [f"    {lv}: " + "  ".join(f"{cell} {_forced_cell(c)}" for cell, c in sorted(world[lv].items()))
+                      for lv in EVAL_LEVELS if lv in world]
         after = last_stage_metric(results, "reading")
         parts += ["  the same test on each pipeline's last stage (free / forced, %): is the reading kept?"]
         parts += [f"    {name:<28} " + "  ".join(

@@ -206,6 +206,7 @@ def start_model(cfg: RunConfig, data: Data, root: Path, device: str,
                              parent, root / "stages", device, {"kind": "read", "tasks": [], "pool": "reading"},
                              report(READ_NAME, keys[READ_NAME]))
         record["eval"] = evaluate_reading(cfg, reading, record, root / "evals", device)
+        record["eval"]["world_forced_hops"] = reader_on_world(cfg, data, record, root / "evals", device)
         records["reading"], parent, key = record, Path(record["path"]), record["key"]
     if injects(cfg):
         rows = _sft_rows(data.splits["test"].select([]), data, replayed(cfg, reading, keys[INJECT_NAME]))
@@ -423,6 +424,30 @@ def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path,
         _free_cuda(device)
         _write_rows(work / "forced_hops.jsonl", rows)
         _write_eval(work, metrics, preds)
+
+    entry, _ = cache.publish(root, key, build, info={"key": key})
+    return json.loads((entry / "metrics.json").read_text())
+
+
+def reader_on_world(cfg: RunConfig, data: Data, record: dict, root: Path, device: str) -> dict:
+    """The reading stage's checkpoint on the world's Ctx test items, every hop teacher-forced, before any
+    world stage: does what it learnt to read carry over to the world's names, values and relation words
+    (the world's `forced_hops` cells of task ctx)?"""
+    from atomic_comp.config import EVAL_LEVELS
+    from atomic_comp.evaluate import forced_hops, select_items
+
+    key = "eval-" + cache.stable_hash({"stage": record["key"], "data": data.key, "reader_on_world": True,
+                                       "max_items": cfg.eval.max_items, "batch_size": cfg.eval.batch_size,
+                                       "code": cache.code_version(EVAL_CODE_FILES)})
+
+    def build(work: Path) -> None:
+        model, tok = _load_for_eval(cfg, record, device)
+        items = select_items(data.splits["test"], list(EVAL_LEVELS), ["ctx"], cfg.eval.max_items)
+        metrics, rows = forced_hops(model, tok, items, data.world, cfg.eval.batch_size)
+        del model
+        _free_cuda(device)
+        _write_rows(work / "forced_hops.jsonl", rows)
+        (work / "metrics.json").write_text(json.dumps(metrics))
 
     entry, _ = cache.publish(root, key, build, info={"key": key})
     return json.loads((entry / "metrics.json").read_text())

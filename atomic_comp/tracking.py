@@ -118,6 +118,9 @@ class Tracker:
         for level, cells in reading.get("forced_hops", {}).get("read", {}).items():
             for cell in cells.values():
                 self.run.summary[f"reading/{level}/forced_em"] = cell["em"]
+        for level, cells in reading.get("world_forced_hops", {}).get("ctx", {}).items():  # does it read the world?
+            for cell, c in cells.items():
+                self.run.summary[f"reading/world/{level}/{cell}/forced_em"] = c["em"]
         last = record["stages"][-1]["name"]
         for level, cell in record["eval"][last].get("reading", {}).get("read", {}).items():  # the reading kept?
             self.run.summary[f"reading/{name}/last/{level}/em" if self.suite else f"reading/last/{level}/em"] = cell["em"]

@@ -147,6 +147,12 @@ def test_the_reading_stage_runs_first_and_every_pipeline_shares_it(tmp_path):
     forced = a["reading"]["eval"]["forced_hops"]["read"]
     hops = {lv: sum(it["hops"] for it in test if it["level"] == lv) for lv in ("iid", "zero_shot")}
     assert {lv: c["n"] for lv, cells in forced.items() for c in cells.values()} == hops
+    # the reader on the world's Ctx items before any world stage: 3 items per level (eval.max_items), 2 hops each
+    world = a["reading"]["eval"]["world_forced_hops"]["ctx"]
+    assert {lv: sum(c["n"] for c in cells.values()) for lv, cells in world.items()} == {
+        "iid": 6, "composition": 6, "zero_shot": 6}
+    assert all(cell.startswith("contextual/") for cells in world.values() for cell in cells)
+    assert re.search(r"the reader on the world's Ctx items.*\n    iid: contextual/\w+ \d+ \(.*\n    composition: .*\n    zero_shot: ", run.stdout)
     # the same test on each pipeline's last stage: whether the world's stages kept the reading
     for name, rec in res["pipelines"].items():
         last = rec["eval"][rec["stages"][-1]["name"]]["reading"]
@@ -155,6 +161,9 @@ def test_the_reading_stage_runs_first_and_every_pipeline_shares_it(tmp_path):
         assert re.search(rf"    {re.escape(name)} +trained nouns \d+ / \d+  held-out nouns \d+ / \d+\n", run.stdout)
     # W&B (offline here) has both, read back
     _, summary = wandb_offline_run(tmp_path / "out")
+    for level, world_cells in world.items():
+        for cell, c in world_cells.items():
+            assert summary[f"reading/world/{level}/{cell}/forced_em"] == c["em"]
     for lv in ("iid", "zero_shot"):
         assert summary[f"reading/{lv}/em"] == cells[lv]["em"]
         assert summary[f"reading/{lv}/forced_em"] == next(iter(forced[lv].values()))["em"]
