@@ -4,9 +4,11 @@ A pretrained checkpoint arrives able to find "X's mentor is Y." in a context by 
 question it has never been trained to ask; a tiny model trained only on the world's items learns one
 lookup per trained relation and never matches a held-out relation's word (docs/tuning.md sections 13-28).
 The reading stage (`reading.items > 0`) trains the base model, before the biographies and every pipeline,
-on lookups where memorising cannot help: every name, relation noun and value is a made-up word, the
-relation nouns number in the hundreds, and the facts are shuffled across lines, so a fact is found only by
-matching the question's name and relation word. No word of the world's relations is used.
+on lookups where memorising cannot help: every relation noun is a made-up word, and so (by default) is
+every name and value, the relation nouns number in the hundreds, and the facts are shuffled across lines, so
+a fact is found only by matching the question's name and relation word. No word of the world's relations
+is used. With `people=world_like` names and values are spelt as the world's (new Faker pairs, the world's
+kinds of value): a lookup learnt on made-up names copies made-up words only (docs/tuning.md 31).
 
 Items have the world's format (prompts.format_prompt, "X's {noun} is Y." sentences, the world's question
 templates and chain of thought) and the item schema; the test items ask about `held_out` relation nouns
@@ -63,7 +65,7 @@ def vocabulary(r: ReadingConfig, seed: int) -> Vocabulary:
     words = made_up_words(r.relations + r.held_out + 2 * r.names + r.values, f"reading-{seed}", taken)
     n, h, k = r.relations, r.held_out, r.names
     cap = [w.capitalize() for w in words[n + h: n + h + 2 * k]]
-    if r.people == "world_like":
+    if r.people == "world_like":  # after the same draw: the nouns are the made-up corpus's
         return Vocabulary(words[:n], words[n:n + h], *_world_like(r, seed))
     return Vocabulary(words[:n], words[n:n + h], cap[:k], cap[k:], words[n + h + 2 * k:])
 
