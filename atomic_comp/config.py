@@ -314,7 +314,9 @@ class RLConfig:
     # KL coefficient against the reference (start-of-stage) model; 0 skips the reference model
     beta: float = 0.0
     temperature: float = 1.0
-    max_completion_length: int = 64
+    # tokens a sample may take (null: the stage's longest gold chain in the model's tokenizer, plus a little;
+    # a sample cut off before its answer earns nothing, and byte-pair pieces make chains ~1.5x longer)
+    max_completion_length: Optional[int] = None
     loss_type: str = "dapo"
     # a small bonus for emitting the answer marker (off: the paper's reward is exact match only)
     format_reward: float = 0.0
@@ -385,7 +387,8 @@ class EvalConfig:
     # items per task x level (null: all of the test split)
     max_items: Optional[int] = None
     batch_size: int = 64
-    max_new_tokens: int = 96
+    # greedy tokens per item (null: the items' longest gold chain in the model's tokenizer, plus a little)
+    max_new_tokens: Optional[int] = None
     # pass@k: samples per question (0 = off) and the k grid (powers of two up to n)
     passk_n: int = 0
     passk_ks: list[int] = field(default_factory=list)
@@ -593,8 +596,8 @@ def _validate_stage_hyper(h, prefix: str) -> None:
         _check(h.prompts_per_step >= 1, f"{prefix}.prompts_per_step", h.prompts_per_step, "an integer >= 1")
         _check(h.beta >= 0, f"{prefix}.beta", h.beta, "a KL coefficient >= 0")
         _check(h.temperature > 0, f"{prefix}.temperature", h.temperature, "a temperature > 0")
-        _check(h.max_completion_length >= 1, f"{prefix}.max_completion_length", h.max_completion_length,
-               "an integer >= 1")
+        _check(h.max_completion_length is None or h.max_completion_length >= 1, f"{prefix}.max_completion_length",
+               h.max_completion_length, "an integer >= 1, or null (sized to the gold chains)")
         _check(h.loss_type in RL_LOSSES, f"{prefix}.loss_type", h.loss_type, f"one of {', '.join(RL_LOSSES)}")
         _check(h.format_reward >= 0, f"{prefix}.format_reward", h.format_reward, "a weight >= 0 (0 = off)")
     lora = h.lora
@@ -657,6 +660,8 @@ def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
         _check(t in TASKS, "eval.tasks", t, f"a subset of {', '.join(TASKS)}")
     _check(e.max_items is None or e.max_items >= 1, "eval.max_items", e.max_items, "null or an integer >= 1")
     _check(e.batch_size >= 1, "eval.batch_size", e.batch_size, "an integer >= 1")
+    _check(e.max_new_tokens is None or e.max_new_tokens >= 1, "eval.max_new_tokens", e.max_new_tokens,
+           "an integer >= 1, or null (sized to the gold chains)")
     _check(e.passk_n >= 0, "eval.passk_n", e.passk_n, "an integer >= 0 (0 = no pass@k)")
     _check(e.recall_items >= 0, "eval.recall_items", e.recall_items, "an integer >= 0 (0 = no recall probes)")
     for t in e.passk_tasks:

@@ -10,12 +10,36 @@ import itertools
 import random
 import re
 from collections import Counter, defaultdict
+import logging
 from typing import Callable
 
 import torch
 
 from atomic_comp.config import LEVEL_KEYS
 from atomic_comp.prompts import exact_match, format_completion, format_prompt, normalize, parse_answer
+
+log = logging.getLogger(__name__)
+# tokens past the longest gold chain: room for a wrong chain a little longer than the gold one to end
+GOLD_SLACK = 8
+
+
+def gold_tokens(tokenizer, golds: list[str]) -> list[int]:
+    """Each text's length in the tokenizer's tokens (no special tokens)."""
+    return [len(ids) for ids in tokenizer(list(golds), add_special_tokens=False)["input_ids"]] if golds else []
+
+
+def answer_budget(tokenizer, golds: list[str], budget: int | None, what: str) -> int:
+    """A generation budget for `golds` (gold completions): `budget` as set, or, when None, the longest gold
+    in this tokenizer plus GOLD_SLACK. Byte-pair pieces take ~1.5x the words' tokens, so a fixed budget sized
+    for words cuts gold chains off, and a cut chain can never match; a set budget that does so is logged."""
+    lengths = gold_tokens(tokenizer, golds)
+    if budget is None:
+        return max(lengths, default=0) + GOLD_SLACK
+    cut = sum(n > budget for n in lengths)
+    if cut:
+        log.warning("%s=%d cuts off %d of %d gold completions (longest %d tokens); null sizes it to fit",
+                    what, budget, cut, len(lengths), max(lengths))
+    return budget
 
 
 def select_items(test, levels: list[str], tasks: list[str], max_items: int | None) -> list[dict]:
@@ -150,8 +174,11 @@ def sample_completions(model, tokenizer, prompts: list[str], n: int, temperature
 
 
 def evaluate_passk(model, tokenizer, items: list[dict], n: int, ks: list[int], temperature: float, top_p: float,
-                   max_new_tokens: int, max_sequences: int = 512) -> tuple[dict, list[dict]]:
-    """({level: {k: pass@k}}, samples) over `items`; k > n is refused up front by the config check."""
+                   max_new_tokens: int | None, max_sequences: int = 512) -> tuple[dict, list[dict]]:
+    """({level: {k: pass@k}}, samples) over `items`; k > n is refused up front by the config check.
+    max_new_tokens None: sized to the items' gold chains (answer_budget)."""
+    max_new_tokens = answer_budget(tokenizer, [format_completion(it) for it in items], max_new_tokens,
+                                   "eval.max_new_tokens")
     samples = sample_completions(model, tokenizer, [format_prompt(it) for it in items], n, temperature, top_p,
                                  max_new_tokens, max_sequences)
     per_level: dict = defaultdict(list)
@@ -174,8 +201,9 @@ def _recalled(output: str, answer: str) -> bool:
 
 def recall(model, tokenizer, probes: list[dict], batch_size: int) -> dict:
     """Greedy cloze accuracy on biography sentences, per relation level: {level: {"em", "n"}}."""
-    outputs = generate_greedy(model, tokenizer, [" " + p["prompt"] for p in probes], batch_size,
-                              max_new_tokens=24)
+    # the object and its full stop
+    width = max(gold_tokens(tokenizer, [" " + p["answer"] + "." for p in probes]), default=1) + 2
+    outputs = generate_greedy(model, tokenizer, [" " + p["prompt"] for p in probes], batch_size, width)
     by = defaultdict(list)
     for p, out in zip(probes, outputs):
         by[p["relation_level"]].append({"correct": _recalled(out, p["answer"])})
@@ -268,7 +296,7 @@ class _Facts:
 
 def _continue_hops(model, tokenizer, prefixes: list[str], objects: list[str], batch_size: int) -> list[str]:
     """Greedy continuations of hop prefixes, a few tokens longer than the longest object."""
-    width = max((len(tokenizer(" " + obj)["input_ids"]) for obj in objects), default=1) + 2
+    width = max(gold_tokens(tokenizer, [" " + obj for obj in objects]), default=1) + 2
     return generate_greedy(model, tokenizer, prefixes, batch_size, width)
 
 
@@ -501,9 +529,11 @@ def _nest(groups: dict) -> dict:
     return out
 
 
-def evaluate(model, tokenizer, items: list[dict], batch_size: int, max_new_tokens: int,
+def evaluate(model, tokenizer, items: list[dict], batch_size: int, max_new_tokens: int | None,
              pipeline: str = "", stage: str = "", progress=None) -> tuple[dict, list[dict]]:
-    """(metrics, predictions) for greedy decoding of `items`."""
+    """(metrics, predictions) for greedy decoding of `items`; max_new_tokens None: sized to their gold chains."""
+    max_new_tokens = answer_budget(tokenizer, [format_completion(it) for it in items], max_new_tokens,
+                                   "eval.max_new_tokens")
     outputs = generate_greedy(model, tokenizer, [format_prompt(it) for it in items], batch_size, max_new_tokens,
                               progress)
     predictions = []
@@ -516,4 +546,6 @@ def evaluate(model, tokenizer, items: list[dict], batch_size: int, max_new_token
             "hop_groups": list(it["hop_groups"]),
             "first_error": first_error(it, out),
         })
-    return score(predictions), predictions
+    metrics = score(predictions)
+    metrics["max_new_tokens"] = max_new_tokens  # the budget used, when sized to the gold chains
+    return metrics, predictions

@@ -75,7 +75,7 @@ def main(overrides: list[str]) -> None:
           f"MFU {6 * params * tok_s / peak:.1%}")
     print(f"GRPO: {completions / r['train_seconds']:.1f} completions/s "
           f"({hyper_rl.prompts_per_step} prompts x {hyper_rl.num_generations} samples, "
-          f"up to {hyper_rl.max_completion_length} tokens, {r['steps']} steps)")
+          f"up to {r['max_completion_length']} tokens, {r['steps']} steps)")
 
 
 if __name__ == "__main__":

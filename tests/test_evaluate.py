@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import re
 
 import pytest
 import torch
 
-from atomic_comp.evaluate import (evaluate, first_error, first_error_summary, pass_at_k, recall, score,
-                                 select_probes)
+from atomic_comp.evaluate import (GOLD_SLACK, evaluate, first_error, first_error_summary, gold_tokens, pass_at_k,
+                                 recall, score, select_probes)
 from atomic_comp.models import build_tokenizer
 from atomic_comp.prompts import exact_match, format_completion, format_prompt, normalize, parse_answer
 
@@ -122,6 +123,26 @@ def test_exact_match_of_a_gold_copier_is_one_and_of_a_markerless_model_zero(tiny
     assert all(not p["correct"] and p["prediction"] is None for p in preds)
     assert all(cell["em"] == 0.0 for t in ("mem", "ctx", "comp") for cell in metrics[t].values())
     assert metrics["first_error"]["comp"]["n_wrong"] == sum(1 for it in items if it["task"] == "comp")
+
+
+def test_the_answer_budget_fits_the_longest_gold_chain_and_a_short_one_is_logged(tiny_data, caplog):
+    """null sizes the greedy budget to the longest gold chain in this tokenizer; a set budget that cuts gold
+    chains is honoured, costs exactly the cut items, and is logged with their count."""
+    items = _items(tiny_data)
+    tok = build_tokenizer([format_prompt(it) + format_completion(it) for it in items])
+    gold = OracleLM(tok, {format_prompt(it): format_completion(it) for it in items})
+    lengths = gold_tokens(tok, [format_completion(it) for it in items])
+    metrics, preds = evaluate(gold, tok, items, batch_size=7, max_new_tokens=None)
+    assert metrics["max_new_tokens"] == max(lengths) + GOLD_SLACK
+    assert all(p["correct"] for p in preds)
+
+    short = sorted(lengths)[len(lengths) // 2]  # the median: about half the chains cut
+    cut = sum(n > short for n in lengths)
+    with caplog.at_level(logging.WARNING, logger="atomic_comp.evaluate"):
+        metrics, preds = evaluate(gold, tok, items, batch_size=7, max_new_tokens=short)
+    assert metrics["max_new_tokens"] == short and 0 < cut < len(items)
+    assert sum(not p["correct"] for p in preds) == cut
+    assert f"eval.max_new_tokens={short} cuts off {cut} of {len(items)} gold completions" in caplog.text
 
 
 def test_recall_scores_each_relation_level_through_generation(tiny_data):

@@ -10,7 +10,8 @@ import torch
 from datasets import Dataset
 
 from atomic_comp.config import RLConfig, SFTConfig
-from atomic_comp.models import build_tiny_model, build_tokenizer, load_model, save_checkpoint
+from atomic_comp.evaluate import GOLD_SLACK, gold_tokens
+from atomic_comp.models import build_tiny_model, build_tokenizer, load_model, load_tokenizer, save_checkpoint
 from atomic_comp.stages import rl, sft
 from atomic_comp.stages.common import fingerprint
 
@@ -71,10 +72,12 @@ def test_sft_on_world_items_learns_the_chain(tiny_data, tmp_path):
 
 def test_grpo_changes_parameters_and_raises_the_reward(colour_sft, tmp_path):
     ckpt, _ = colour_sft
-    rows = Dataset.from_dict({"prompt": PROMPTS, "answer": ["red"] * len(PROMPTS)})
-    cfg = RLConfig(lr=1e-3, max_steps=24, prompts_per_step=8, num_generations=8, max_completion_length=16,
-                   save_steps=1000, logging_steps=1)
+    rows = Dataset.from_dict({"prompt": PROMPTS, "answer": ["red"] * len(PROMPTS),
+                              "gold": [" So, the answer is: red"] * len(PROMPTS)})
+    # max_completion_length null: the samples' budget is the gold chain's length in this tokenizer, plus slack
+    cfg = RLConfig(lr=1e-3, max_steps=24, prompts_per_step=8, num_generations=8, save_steps=1000, logging_steps=1)
     metrics = rl.run(ckpt, cfg, rows, tmp_path / "rl", 0, "cpu")
+    assert metrics["max_completion_length"] == gold_tokens(load_tokenizer(ckpt), rows["gold"][:1])[0] + GOLD_SLACK
     rewards = [h["reward"] for h in metrics["log_history"] if "reward" in h]
     assert len(rewards) == 24
     assert 0.0 < sum(rewards[:6]) / 6 < 0.6  # the SFT model solves it sometimes
