@@ -7,10 +7,10 @@ after the last 'So, the answer is:'; a missing marker counts as wrong.
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import re
 from collections import Counter, defaultdict
-import logging
 from typing import Callable
 
 import torch
@@ -30,7 +30,7 @@ def gold_tokens(tokenizer, golds: list[str]) -> list[int]:
 
 def answer_budget(tokenizer, golds: list[str], budget: int | None, what: str) -> int:
     """A generation budget for `golds` (gold completions): `budget` as set, or, when None, the longest gold
-    in this tokenizer plus GOLD_SLACK. Byte-pair pieces take ~1.5x the words' tokens, so a fixed budget sized
+    in this tokenizer plus GOLD_SLACK. Byte-pair pieces take ~1.7x the words' tokens, so a fixed budget sized
     for words cuts gold chains off, and a cut chain can never match; a set budget that does so is logged."""
     lengths = gold_tokens(tokenizer, golds)
     if budget is None:
@@ -547,5 +547,5 @@ def evaluate(model, tokenizer, items: list[dict], batch_size: int, max_new_token
             "first_error": first_error(it, out),
         })
     metrics = score(predictions)
-    metrics["max_new_tokens"] = max_new_tokens  # the budget used, when sized to the gold chains
+    metrics["max_new_tokens"] = max_new_tokens  # the budget used: as set, or sized to the gold chains
     return metrics, predictions

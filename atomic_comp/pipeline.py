@@ -339,9 +339,28 @@ EVAL_CODE_FILES = ("evaluate.py", "prompts.py")
 HOP_DIAGNOSTICS = ("forced_hops", "counterfactual_hops", "paragraphless_hops")
 
 
+def _eval_key(record: dict, **fields) -> str:
+    """An evaluation's cache key: the stage's checkpoint, what is scored and how, and the metric's code."""
+    return "eval-" + cache.stable_hash({"stage": record["key"], **fields, "code": cache.code_version(EVAL_CODE_FILES)})
+
+
 def eval_key(cfg: RunConfig, data: Data, record: dict) -> str:
-    return "eval-" + cache.stable_hash({"stage": record["key"], "eval": dataclasses.asdict(cfg.eval), "data": data.key,
-                                        "code": cache.code_version(EVAL_CODE_FILES)})
+    return _eval_key(record, eval=dataclasses.asdict(cfg.eval), data=data.key)
+
+
+def _cached_eval(cfg: RunConfig, record: dict, root: Path, device: str, key: str, score: Callable) -> Path:
+    """Load the stage's checkpoint, `score(model, tokenizer, work)` it (metrics; it writes its own rows into
+    work), hand the model's memory back, and publish metrics.json under `key`: the cached entry's folder."""
+
+    def build(work: Path) -> None:
+        model, tok = _load_for_eval(cfg, record, device)
+        metrics = score(model, tok, work)
+        del model
+        _free_cuda(device)
+        (work / "metrics.json").write_text(json.dumps(metrics))
+
+    entry, _ = cache.publish(root, key, build, info={"key": key})
+    return entry
 
 
 def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root: Path, device: str,
@@ -350,13 +369,11 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
     from atomic_comp import evaluate as metric
     from atomic_comp.evaluate import evaluate, evaluate_passk, recall, select_items, select_probes
 
-    key = eval_key(cfg, data, record)
-
-    def build(work: Path) -> None:
-        model, tok = _load_for_eval(cfg, record, device)
-        items = select_items(data.splits["test"], cfg.eval.levels, cfg.eval.tasks, cfg.eval.max_items)
-        metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens, progress=progress)
+    def score(model, tok, work: Path) -> dict:
         e = cfg.eval
+        items = select_items(data.splits["test"], e.levels, e.tasks, e.max_items)
+        metrics, preds = evaluate(model, tok, items, e.batch_size, e.max_new_tokens, progress=progress)
+        _write_rows(work / "predictions.jsonl", preds)
         if e.passk_n > 0:
             sampled = select_items(data.splits["test"], e.levels, e.passk_tasks, e.passk_items)
             metrics["pass_at_k"], samples = evaluate_passk(model, tok, sampled, e.passk_n, e.passk_ks,
@@ -369,11 +386,9 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
             if getattr(e, name):
                 metrics[name], rows = getattr(metric, name)(model, tok, items, data.world, e.batch_size)
                 _write_rows(work / f"{name}.jsonl", rows)
-        del model
-        _free_cuda(device)
-        _write_eval(work, metrics, preds)
+        return metrics
 
-    entry, _ = cache.publish(root, key, build, info={"key": key})
+    entry = _cached_eval(cfg, record, root, device, eval_key(cfg, data, record), score)
     metrics = json.loads((entry / "metrics.json").read_text())
     record["eval_path"] = str(entry)
     preds = [dict(json.loads(line), pipeline=pipeline, stage=record["name"])
@@ -395,11 +410,6 @@ def _free_cuda(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def _write_eval(work: Path, metrics: dict, preds: list[dict]) -> None:
-    (work / "metrics.json").write_text(json.dumps(metrics))
-    _write_rows(work / "predictions.jsonl", preds)
-
-
 def _write_rows(path: Path, rows: list[dict]) -> None:
     with open(path, "w") as f:
         for row in rows:
@@ -413,22 +423,17 @@ def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path,
     whose fact it writes)."""
     from atomic_comp.evaluate import evaluate, forced_hops, stated_world
 
-    key = "eval-" + cache.stable_hash({"stage": record["key"], "reading": reading.key, "batch_size": cfg.eval.batch_size,
-                                       "max_new_tokens": cfg.eval.max_new_tokens,
-                                       "code": cache.code_version(EVAL_CODE_FILES)})
-
-    def build(work: Path) -> None:
-        model, tok = _load_for_eval(cfg, record, device)
+    def score(model, tok, work: Path) -> dict:
         items = list(reading.test)
         metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens, stage=record["name"])
         metrics["forced_hops"], rows = forced_hops(model, tok, items, stated_world, cfg.eval.batch_size)
-        del model
-        _free_cuda(device)
         _write_rows(work / "forced_hops.jsonl", rows)
-        _write_eval(work, metrics, preds)
+        _write_rows(work / "predictions.jsonl", preds)
+        return metrics
 
-    entry, _ = cache.publish(root, key, build, info={"key": key})
-    return json.loads((entry / "metrics.json").read_text())
+    key = _eval_key(record, reading=reading.key, batch_size=cfg.eval.batch_size,
+                    max_new_tokens=cfg.eval.max_new_tokens)
+    return json.loads((_cached_eval(cfg, record, root, device, key, score) / "metrics.json").read_text())
 
 
 def reader_on_world(cfg: RunConfig, data: Data, record: dict, root: Path, device: str) -> dict:
@@ -438,21 +443,15 @@ def reader_on_world(cfg: RunConfig, data: Data, record: dict, root: Path, device
     from atomic_comp.config import EVAL_LEVELS
     from atomic_comp.evaluate import forced_hops, select_items
 
-    key = "eval-" + cache.stable_hash({"stage": record["key"], "data": data.key, "reader_on_world": True,
-                                       "max_items": cfg.eval.max_items, "batch_size": cfg.eval.batch_size,
-                                       "code": cache.code_version(EVAL_CODE_FILES)})
-
-    def build(work: Path) -> None:
-        model, tok = _load_for_eval(cfg, record, device)
+    def score(model, tok, work: Path) -> dict:
         items = select_items(data.splits["test"], list(EVAL_LEVELS), ["ctx"], cfg.eval.max_items)
         metrics, rows = forced_hops(model, tok, items, data.world, cfg.eval.batch_size)
-        del model
-        _free_cuda(device)
         _write_rows(work / "forced_hops.jsonl", rows)
-        (work / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
 
-    entry, _ = cache.publish(root, key, build, info={"key": key})
-    return json.loads((entry / "metrics.json").read_text())
+    key = _eval_key(record, data=data.key, reader_on_world=True, max_items=cfg.eval.max_items,
+                    batch_size=cfg.eval.batch_size)
+    return json.loads((_cached_eval(cfg, record, root, device, key, score) / "metrics.json").read_text())
 
 
 def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, device: str) -> tuple[dict, list]:

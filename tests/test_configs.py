@@ -53,6 +53,8 @@ def test_pipeline_options_are_slugs_of_their_names():
 @pytest.mark.parametrize("override, key", [
     ("stage.rl.num_generations=1", "stage.rl.num_generations"),
     ("stage.rl.loss_type=ppo", "stage.rl.loss_type"),
+    ("stage.rl.max_completion_length=0", "stage.rl.max_completion_length"),
+    ("eval.max_new_tokens=0", "eval.max_new_tokens"),
     ("eval.levels=[iid,ood]", "eval.levels"),
     ("eval.recall_items=-1", "eval.recall_items"),
     ("recipe.copy_drills=-5", "recipe.copy_drills"),

@@ -21,7 +21,7 @@ def run(parent: Path, cfg, data: Dataset, work: Path, seed: int, device: str, dt
         deepspeed: str | None = None, progress=None, deterministic: bool = False) -> dict:
     """`data` has prompt, answer and gold (chain) columns. Writes work/checkpoint; returns training metrics."""
     model, tokenizer, start = load_parent(parent, dtype, cfg.freeze)
-    budget = answer_budget(tokenizer, data["gold"], cfg.max_completion_length, "rl.max_completion_length")
+    budget = answer_budget(tokenizer, data["gold"], cfg.max_completion_length, "stage.rl.max_completion_length")
     rewards, weights = [exact_match_reward], [1.0]
     if cfg.format_reward > 0:
         rewards.append(format_reward)
