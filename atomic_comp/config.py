@@ -315,7 +315,7 @@ class RLConfig:
     beta: float = 0.0
     temperature: float = 1.0
     # tokens a sample may take (null: the stage's longest gold chain in the model's tokenizer, plus a little;
-    # a sample cut off before its answer earns nothing, and byte-pair pieces make chains ~1.5x longer)
+    # a sample cut off before its answer earns nothing, and byte-pair pieces make chains ~1.7x longer)
     max_completion_length: Optional[int] = None
     loss_type: str = "dapo"
     # a small bonus for emitting the answer marker (off: the paper's reward is exact match only)

@@ -99,7 +99,7 @@ def replayed(cfg: RunConfig, reading: Reading | None, key: str) -> Dataset | Non
 
 
 def _rl_rows(items: Dataset) -> Dataset:
-    # the gold chain sizes the samples' token budget (rl.max_completion_length null); the reward reads answer
+    # the gold chain sizes the samples' token budget (stage.rl.max_completion_length null); the reward reads answer
     return Dataset.from_dict({"prompt": [format_prompt(it) for it in items], "answer": list(items["answer"]),
                               "gold": [format_completion(it) for it in items]})
 
