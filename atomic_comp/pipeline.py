@@ -348,9 +348,11 @@ def eval_key(cfg: RunConfig, data: Data, record: dict) -> str:
     return _eval_key(record, eval=dataclasses.asdict(cfg.eval), data=data.key)
 
 
-def _cached_eval(cfg: RunConfig, record: dict, root: Path, device: str, key: str, score: Callable) -> Path:
+def _cached_eval(cfg: RunConfig, record: dict, root: Path, device: str, key: str,
+                 score: Callable) -> tuple[Path, dict]:
     """Load the stage's checkpoint, `score(model, tokenizer, work)` it (metrics; it writes its own rows into
-    work), hand the model's memory back, and publish metrics.json under `key`: the cached entry's folder."""
+    work), hand the model's memory back, and publish metrics.json under `key`: (the cached entry's folder,
+    its metrics)."""
 
     def build(work: Path) -> None:
         model, tok = _load_for_eval(cfg, record, device)
@@ -360,7 +362,7 @@ def _cached_eval(cfg: RunConfig, record: dict, root: Path, device: str, key: str
         (work / "metrics.json").write_text(json.dumps(metrics))
 
     entry, _ = cache.publish(root, key, build, info={"key": key})
-    return entry
+    return entry, json.loads((entry / "metrics.json").read_text())
 
 
 def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root: Path, device: str,
@@ -388,8 +390,7 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
                 _write_rows(work / f"{name}.jsonl", rows)
         return metrics
 
-    entry = _cached_eval(cfg, record, root, device, eval_key(cfg, data, record), score)
-    metrics = json.loads((entry / "metrics.json").read_text())
+    entry, metrics = _cached_eval(cfg, record, root, device, eval_key(cfg, data, record), score)
     record["eval_path"] = str(entry)
     preds = [dict(json.loads(line), pipeline=pipeline, stage=record["name"])
              for line in (entry / "predictions.jsonl").read_text().splitlines()]
@@ -433,7 +434,7 @@ def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path,
 
     key = _eval_key(record, reading=reading.key, batch_size=cfg.eval.batch_size,
                     max_new_tokens=cfg.eval.max_new_tokens)
-    return json.loads((_cached_eval(cfg, record, root, device, key, score) / "metrics.json").read_text())
+    return _cached_eval(cfg, record, root, device, key, score)[1]
 
 
 def reader_on_world(cfg: RunConfig, data: Data, record: dict, root: Path, device: str) -> dict:
@@ -451,7 +452,7 @@ def reader_on_world(cfg: RunConfig, data: Data, record: dict, root: Path, device
 
     key = _eval_key(record, data=data.key, reader_on_world=True, max_items=cfg.eval.max_items,
                     batch_size=cfg.eval.batch_size)
-    return json.loads((_cached_eval(cfg, record, root, device, key, score) / "metrics.json").read_text())
+    return _cached_eval(cfg, record, root, device, key, score)[1]
 
 
 def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, device: str) -> tuple[dict, list]:
