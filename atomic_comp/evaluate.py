@@ -28,13 +28,18 @@ def gold_tokens(tokenizer, golds: list[str]) -> list[int]:
     return [len(ids) for ids in tokenizer(list(golds), add_special_tokens=False)["input_ids"]] if golds else []
 
 
+def room_for(tokenizer, golds: list[str], slack: int) -> int:
+    """Tokens that fit the longest of `golds` in this tokenizer, plus `slack`."""
+    return max(gold_tokens(tokenizer, golds), default=0) + slack
+
+
 def answer_budget(tokenizer, golds: list[str], budget: int | None, what: str) -> int:
     """A generation budget for `golds` (gold completions): `budget` as set, or, when None, the longest gold
     in this tokenizer plus GOLD_SLACK. Byte-pair pieces take ~1.7x the words' tokens, so a fixed budget sized
     for words cuts gold chains off, and a cut chain can never match; a set budget that does so is logged."""
-    lengths = gold_tokens(tokenizer, golds)
     if budget is None:
-        return max(lengths, default=0) + GOLD_SLACK
+        return room_for(tokenizer, golds, GOLD_SLACK)
+    lengths = gold_tokens(tokenizer, golds)
     cut = sum(n > budget for n in lengths)
     if cut:
         log.warning("%s=%d cuts off %d of %d gold completions (longest %d tokens); null sizes it to fit",
@@ -202,7 +207,7 @@ def _recalled(output: str, answer: str) -> bool:
 def recall(model, tokenizer, probes: list[dict], batch_size: int) -> dict:
     """Greedy cloze accuracy on biography sentences, per relation level: {level: {"em", "n"}}."""
     # the object and its full stop
-    width = max(gold_tokens(tokenizer, [" " + p["answer"] + "." for p in probes]), default=1) + 2
+    width = room_for(tokenizer, [" " + p["answer"] + "." for p in probes], 2)
     outputs = generate_greedy(model, tokenizer, [" " + p["prompt"] for p in probes], batch_size, width)
     by = defaultdict(list)
     for p, out in zip(probes, outputs):
@@ -296,7 +301,7 @@ class _Facts:
 
 def _continue_hops(model, tokenizer, prefixes: list[str], objects: list[str], batch_size: int) -> list[str]:
     """Greedy continuations of hop prefixes, a few tokens longer than the longest object."""
-    width = max(gold_tokens(tokenizer, [" " + obj for obj in objects]), default=1) + 2
+    width = room_for(tokenizer, [" " + obj for obj in objects], 2)
     return generate_greedy(model, tokenizer, prefixes, batch_size, width)
 
 
