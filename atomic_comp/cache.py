@@ -36,13 +36,22 @@ def when_set(d: dict, **defaults: Any) -> dict:
     return {k: v for k, v in d.items() if k not in defaults or v != defaults[k]}
 
 
-def code_version(files: tuple[str, ...]) -> str:
+_CODE_READ: dict[Path, str] = {}  # path -> digest, as first read by this process
+
+
+def code_version(files: tuple[str, ...], root: Path | None = None) -> str:
     """Hash of source files of the package (paths relative to it): a key that includes it makes new cache
-    entries when the code that computes them changes, and only then (comments and docstrings aside)."""
-    root = Path(__file__).parent
+    entries when the code that computes them changes, and only then (comments and docstrings aside).
+
+    Each file is read once per process, so a file edited while a long job runs does not file that job's
+    later entries under code it never ran (`pipeline` reads every keyed file when it is imported)."""
+    root = root or Path(__file__).parent
     h = hashlib.sha256()
     for rel in files:
-        h.update(source_digest(root / rel).encode())
+        path = (root / rel).resolve()
+        if path not in _CODE_READ:
+            _CODE_READ[path] = source_digest(path)
+        h.update(_CODE_READ[path].encode())
     return h.hexdigest()[:12]
 
 

@@ -21,7 +21,9 @@ from omegaconf import OmegaConf
 from atomic_comp import cache, distributed
 from atomic_comp.config import RLConfig, RunConfig, SFTConfig, StageSpec, default_cache_dir
 from atomic_comp.prompts import format_completion, format_prompt
+from atomic_comp.reading import _CODE_FILES as READING_CODE_FILES
 from atomic_comp.reading import Reading, load_reading, reading_key
+from atomic_comp.recipe import _CODE_FILES as DATA_CODE_FILES
 from atomic_comp.recipe import Data, stage_items
 
 TASK_NAMES = {"mem": "Mem", "ctx": "Ctx", "comp": "Comp"}
@@ -335,6 +337,9 @@ def publish_ranked(root: Path, key: str, build: Callable[[Path], None], resume: 
 
 # the metric's code: a change to it re-scores cached checkpoints instead of reusing old numbers
 EVAL_CODE_FILES = ("evaluate.py", "prompts.py")
+# the code as imported keys this process's entries, not a later edit of it (code_version reads a file once)
+for _files in (EVAL_CODE_FILES, READING_CODE_FILES, DATA_CODE_FILES):
+    cache.code_version(_files)
 # optional hop diagnostics: each is an eval switch, a function of evaluate.py, a results.json key and a rows file
 HOP_DIAGNOSTICS = ("forced_hops", "counterfactual_hops", "paragraphless_hops")
 

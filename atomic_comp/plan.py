@@ -1,21 +1,24 @@
 """`python -m atomic_comp.plan sweep=<name> [overrides, a=1,2 ...]`: a sweep's dry run.
 
 Prints the job matrix, the stages jobs share (trained once through the stage
-cache) and how many stages the sweep trains, validating every job's config on the
-way. Nothing is built, trained or submitted.
+cache), how many stages the sweep trains and how many of those the cache already
+holds, validating every job's config on the way. Nothing is built, trained or
+submitted.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from atomic_comp.config import RunConfig, to_typed, validate_run
+from atomic_comp import cache
+from atomic_comp.config import RunConfig, default_cache_dir, to_typed, validate_run
 from atomic_comp.pipeline import CONF_DIR
 from atomic_comp.pipeline import plan as stage_plan
 
@@ -37,18 +40,22 @@ def job_overrides(overrides: list[str]) -> list[list[str]]:
 def dry_run(overrides: list[str]) -> dict:
     jobs = job_overrides(overrides)
     users: dict = defaultdict(list)
+    cached = set()
     matrix = []
     for i, job in enumerate(jobs):
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             cfg = to_typed(compose("config", overrides=job), RunConfig)
         validate_run(cfg, check_deepspeed=False)
+        stages_root = Path(cfg.cache_dir or default_cache_dir()) / "stages"
         for pipe, stages in stage_plan(cfg):
             matrix.append((i, job, pipe, stages))
             for name, key in stages:
                 users[key].append((i, pipe, name))
+                if cache.is_complete(stages_root / key):
+                    cached.add(key)
     shared = {k: v for k, v in users.items() if len({j for j, _, _ in v}) > 1}
     return {"jobs": jobs, "matrix": matrix, "stages": len(users),
-            "stage_uses": sum(len(v) for v in users.values()), "shared": shared}
+            "stage_uses": sum(len(v) for v in users.values()), "shared": shared, "cached": len(cached)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,8 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(p['jobs'])} jobs")
     for i, job, pipe, stages in p["matrix"]:
         print(f"  #{i:<3} {pipe:<40} {' '.join(o for o in job if not o.startswith('hydra'))}")
-    print(f"{p['stages']} distinct stages to train for {p['stage_uses']} stage uses "
-          f"({p['stage_uses'] - p['stages']} served by the stage cache)")
+    print(f"{p['stages']} distinct stages for {p['stage_uses']} stage uses "
+          f"({p['stage_uses'] - p['stages']} uses shared through the stage cache); "
+          f"{p['cached']} already in the cache, {p['stages'] - p['cached']} to train")
     for key, uses in p["shared"].items():
         names = sorted({name for _, _, name in uses})
         print(f"  shared {'/'.join(names)} {key}: jobs {sorted({j for j, _, _ in uses})}")

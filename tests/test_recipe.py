@@ -212,6 +212,18 @@ def test_code_versions_ignore_comments_docstrings_and_layout_but_not_code(tmp_pa
         assert cache.source_digest(f) != base, text
 
 
+def test_a_code_version_is_the_code_as_first_read_not_a_later_edit(tmp_path):
+    # a long job keys its last entries on the code it runs, even when the file is edited meanwhile
+    f = tmp_path / "m.py"
+    f.write_text(_MODULE)
+    before = cache.code_version(("m.py",), root=tmp_path)
+    f.write_text(_MODULE.replace("N = 3", "N = 4"))
+    assert cache.code_version(("m.py",), root=tmp_path) == before
+    g = tmp_path / "n.py"  # a file not read before is read now
+    g.write_text(_MODULE.replace("N = 3", "N = 4"))
+    assert cache.code_version(("n.py",), root=tmp_path) != before
+
+
 def test_copy_drills_write_every_word_of_the_world_and_mix_in_wherever_biographies_do(tmp_path, tiny_world_cfg):
     """Drills copy (or reverse) random words of the world's own text; they carry no question and no fact,
     and the injection stage trains them beside the biographies."""

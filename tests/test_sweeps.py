@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from atomic_comp import cache
 from atomic_comp.plan import dry_run
 from atomic_comp.report import report
 from atomic_comp.status import job_states
@@ -132,3 +133,14 @@ def test_report_over_several_sweeps_counts_each_seed_once(tmp_path):
     cli = subprocess.run([sys.executable, "-m", "atomic_comp.report", str(a), str(b)], cwd=ROOT,
                          capture_output=True, text=True)
     assert cli.returncode == 2 and "need an output folder (--out DIR)" in cli.stderr
+
+
+def test_a_dry_run_counts_the_stages_the_cache_already_holds(tmp_path):
+    overrides = [f"cache_dir={tmp_path}", "pipeline=sft_mem_ctx__rl_comp"]
+    before = dry_run(overrides)
+    assert before["cached"] == 0 and before["stages"] == 3  # Inject(Bios), SFT(Mem+Ctx), RL(Comp)
+    (_, _, _, stages), = before["matrix"]
+    cache.publish(tmp_path / "stages", stages[0][1], lambda work: (work / "model").mkdir())  # the injection, built
+    cache.work_dir(tmp_path / "stages", stages[1][1]).mkdir()  # an SFT build under way is not in the cache yet
+    after = dry_run(overrides)
+    assert after["cached"] == 1 and after["stages"] == 3
