@@ -1,4 +1,4 @@
-"""`python -m atomic_comp.plan sweep=<name> [overrides, a=1,2 ...]`: a sweep's dry run.
+"""`python -m atomic_comp.plan [-m] sweep=<name> [overrides, a=1,2 ...]`: a sweep's dry run.
 
 Prints the job matrix, the stages jobs share (trained once through the stage
 cache), how many stages the sweep trains and how many of those the cache already
@@ -15,6 +15,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
 from atomic_comp import cache
@@ -60,7 +61,15 @@ def dry_run(overrides: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    p = dry_run(argv)
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return
+    # launch.py's sweep flag, kept so that a launch command can be planned as typed: plan always expands sweeps
+    argv = [a for a in argv if a not in ("-m", "--multirun")]
+    try:
+        p = dry_run(argv)
+    except OverrideParseException as e:
+        sys.exit(f"atomic_comp.plan: cannot parse the overrides {argv}: {e}")
     print(f"{len(p['jobs'])} jobs")
     for i, job, pipe, stages in p["matrix"]:
         print(f"  #{i:<3} {pipe:<40} {' '.join(o for o in job if not o.startswith('hydra'))}")

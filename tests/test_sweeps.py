@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from atomic_comp import cache
-from atomic_comp.plan import dry_run
+from atomic_comp.plan import dry_run, main as plan_main
 from atomic_comp.report import report
 from atomic_comp.status import job_states
 
@@ -144,3 +144,15 @@ def test_a_dry_run_counts_the_stages_the_cache_already_holds(tmp_path):
     cache.work_dir(tmp_path / "stages", stages[1][1]).mkdir()  # an SFT build under way is not in the cache yet
     after = dry_run(overrides)
     assert after["cached"] == 1 and after["stages"] == 3
+
+
+def test_plan_takes_a_launch_command_as_typed_and_explains_itself(capsys):
+    plan_main(["seed=1,2"])
+    plain = capsys.readouterr().out
+    assert plain.startswith("2 jobs") and "seed=2" in plain
+    plan_main(["-m", "seed=1,2"])  # launch.py's sweep flag is accepted, not parsed as an override
+    assert capsys.readouterr().out == plain
+    plan_main(["--help"])
+    assert "dry run" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="cannot parse the overrides"):
+        plan_main(["seed=1,,2=="])
