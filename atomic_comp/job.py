@@ -6,7 +6,9 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 import time
+from typing import Callable
 from pathlib import Path
 
 from atomic_comp import cache
@@ -125,6 +127,36 @@ def _every_cell(results: dict, metric: str, other: str, title: str, legend: str)
     return lines
 
 
+class Heartbeat:
+    """Passes progress reports on, and repeats the last one, marked with how long it has stood, whenever
+    nothing new came for `every` seconds: phases without steps (building data, tokenizing a stage's
+    dataset, the hop diagnostics after an evaluation) then do not look hung."""
+
+    def __init__(self, emit: Callable[[dict], None], every: float = 8.0):
+        self.emit, self.every = emit, every
+        self.state: dict | None = None
+        self.since = self.last = time.perf_counter()
+        self.lock, self.stopped = threading.Lock(), threading.Event()
+        threading.Thread(target=self._beat, daemon=True, name="atomic-comp-heartbeat").start()
+
+    def __call__(self, state: dict) -> None:
+        with self.lock:  # one writer of progress.json at a time
+            self.state, self.since = state, time.perf_counter()
+            self.last = self.since
+            self.emit(state)
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(min(1.0, self.every / 4)):
+            with self.lock:
+                now = time.perf_counter()
+                if self.state is not None and now - self.last >= self.every and not self.stopped.is_set():
+                    self.emit(dict(self.state, quiet=round(now - self.since)))
+                    self.last = now
+
+    def close(self) -> None:
+        self.stopped.set()
+
+
 def progress_line(state: dict, keys: list[str]) -> str:
     """One human line per progress report: where the suite is, the stage's step and ETA."""
     where = ""
@@ -136,6 +168,8 @@ def progress_line(state: dict, keys: list[str]) -> str:
                  f"ETA {_clock(state['eta'])}")
     elif "done" in state:
         what += f" {state['done']}/{state['total']} questions"
+    if "quiet" in state:
+        what += f" (still at it, {_clock(state['quiet'])} since)"
     return f"[atomic-comp {_clock(state['elapsed'])}] {where}{what}"
 
 
@@ -157,13 +191,23 @@ def run(cfg: RunConfig, out: Path) -> dict:
 
     keys = list(dict.fromkeys(k for _, stages in pl.plan(cfg) for _, k in stages))  # shared stages once
 
-    def progress(state: dict) -> None:
-        if not main:
-            return
+    def report(state: dict) -> None:
         state = dict(state, elapsed=round(time.perf_counter() - t0, 1), pid=os.getpid())
         cache.write_atomic(out / "progress.json", json.dumps(state))
         log.info(progress_line(state, keys))
 
+    progress = Heartbeat(report) if main else (lambda state: None)
+    try:
+        return _suite(cfg, out, progress, device, main, t0)
+    finally:
+        if main:
+            progress.close()  # a failed job's last line must not be repeated as if it were still running
+
+
+def _suite(cfg: RunConfig, out: Path, progress, device: str, main: bool, t0: float) -> dict:
+    """Build the data, run every pipeline of the suite, and write the job's files (rank 0)."""
+    from atomic_comp import distributed
+    from atomic_comp import pipeline as pl
     from atomic_comp.tracking import Tracker
 
     pipelines = pl.resolve(cfg)

@@ -518,3 +518,25 @@ def test_a_pinned_hub_revision_loads_that_snapshot_and_names_it_in_the_key(tmp_p
     keys = {base_key(cfg(r), "data") for r in (None, "main", "v1", commits["v1"])}
     assert len(keys) == 4  # unpinned, each ref and the commit: their own entries
     assert base_model(cfg(None), data, tmp_path / "models")[0] == "org/tiny-qwen"  # unpinned: the name, as before
+
+
+def test_a_phase_without_steps_is_repeated_so_that_it_does_not_look_hung():
+    """The heartbeat repeats the last report, marked with how long it has stood, and stops when closed."""
+    from atomic_comp.job import Heartbeat, progress_line
+
+    seen: list[dict] = []
+    beat = Heartbeat(seen.append, every=0.1)
+    beat({"status": "building data"})
+    deadline = time.time() + 10
+    while len(seen) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    beat.close()
+    assert seen[0] == {"status": "building data"} and len(seen) >= 3
+    assert all(s["status"] == "building data" and s["quiet"] >= 0 for s in seen[1:])
+    assert "building data (still at it, 0:" in progress_line(dict(seen[-1], elapsed=3), [])
+    time.sleep(0.5)
+    n = len(seen)
+    time.sleep(0.5)
+    assert len(seen) == n  # closed: nothing more
+    beat({"status": "done"})  # a report after close is still passed on, once
+    assert seen[-1] == {"status": "done"}
