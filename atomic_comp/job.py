@@ -8,8 +8,8 @@ import logging
 import os
 import threading
 import time
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 from atomic_comp import cache
 from atomic_comp.config import EVAL_LEVELS, RunConfig
