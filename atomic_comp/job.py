@@ -29,9 +29,6 @@ def comp_cells(results: dict) -> dict[str, dict[str, float]]:
             for name, comp in last_stage_metric(results, "comp").items()}
 
 
-READING_LEVELS = {"iid": "trained nouns", "zero_shot": "held-out nouns"}
-
-
 def _forced_cell(cell: dict) -> str:
     """A teacher-forced hop cell: % right (its wrong objects by `WRONG_OUTCOMES` of n)."""
     from atomic_comp.evaluate import WRONG_OUTCOMES
@@ -74,7 +71,7 @@ def headline_table(results: dict) -> str:
     parts += _every_cell(results, "paragraphless_hops", "needs_paragraph",
                          "Contextual hops forced without the paragraph of the person they find, each pipeline's "
                          "last stage:", "% still right / % right only with the paragraph")
-    from atomic_comp.pipeline import stage_records
+    from atomic_comp.pipeline import READING_LEVELS, stage_records
 
     reading = next((rec["reading"] for rec in results["pipelines"].values() if rec.get("reading")), None)
     if reading:  # every pipeline shares the one reading stage

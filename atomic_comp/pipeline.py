@@ -144,6 +144,7 @@ def base_model(cfg: RunConfig, data: Data, root: Path, reading: Reading | None =
 
 INJECT_NAME = "Inject(Bios)"
 READ_NAME = "Read(Lookups)"
+READING_LEVELS = {"iid": "trained nouns", "zero_shot": "held-out nouns"}  # the reading test's two levels
 
 
 def injects(cfg: RunConfig) -> bool:
@@ -206,10 +207,15 @@ def start_model(cfg: RunConfig, data: Data, root: Path, device: str,
     parent, key, _ = base_model(cfg, data, root / "models", reading)
     keys, records = dict(start_stages(cfg, data.key)), {}
     if reading:
+        progress = report(READ_NAME, keys[READ_NAME])
         record = train_stage(cfg, READ_NAME, "sft", cfg.stage.read, _sft_rows(reading.train), keys[READ_NAME],
                              parent, root / "stages", device, {"kind": "read", "tasks": [], "pool": "reading"},
-                             report(READ_NAME, keys[READ_NAME]))
+                             progress)
         record["eval"] = evaluate_reading(cfg, reading, record, root / "evals", device)
+        if progress:  # whether the reader formed is known now, not only in the end-of-run table
+            cells = record["eval"].get("read", {})
+            progress({"status": "read, exact match " + ", ".join(
+                f"{READING_LEVELS.get(lv, lv)} {100 * c['em']:.0f}%" for lv, c in cells.items())})
         record["eval"]["world_forced_hops"] = reader_on_world(cfg, data, record, root / "evals", device)
         records["reading"], parent, key = record, Path(record["path"]), record["key"]
     if injects(cfg):

@@ -133,6 +133,11 @@ def test_the_reading_stage_runs_first_and_every_pipeline_shares_it(tmp_path):
         sft = rec["stages"][0]["train"]
         assert sft["rows"] == sft["items"] + 30
     cells = a["reading"]["eval"]["read"]
+    # whether the reader formed shows as soon as the stage is evaluated, before any world stage starts
+    said = re.findall(r"\] stage 1/\d+ Read\(Lookups\) of SFT\(Mem\+Ctx\): read, exact match (.*)", run.stderr)
+    assert said[:1] == [f"trained nouns {100 * cells['iid']['em']:.0f}%, held-out nouns "
+                        f"{100 * cells['zero_shot']['em']:.0f}%"], said
+    assert run.stderr.index(said[0]) < run.stderr.index("Inject(Bios) of SFT(Mem+Ctx): training")
     assert {lv: c["n"] for lv, c in cells.items()} == {"iid": 10, "zero_shot": 10}
     # the tokenizer knows the made-up words from the start: none is an unknown token
     tok = load_tokenizer(a["reading"]["path"])
