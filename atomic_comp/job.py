@@ -65,6 +65,13 @@ def headline_table(results: dict) -> str:
         parts += [f"  {name:<28} " + "  ".join(f"{task} {100 * lv['zero_shot']['em']:.0f}"
                                                for task, lv in w.items() if "zero_shot" in lv)
                   for name, w in written.items() if w]
+    by_relation = last_stage_metric(results, "zero_shot_by_relation")
+    if any(by_relation.values()):  # which relations the seed held out, and which of them a mean stands on
+        parts += ["", "Zero-shot exact match by held-out relation (drawn by the seed), each pipeline's last stage: "
+                      "% (items)"]
+        parts += [f"  {name:<28} {task:<5} " + "  ".join(f"{rel} {100 * c['em']:.0f} ({c['n']})"
+                                                         for rel, c in rels.items())
+                  for name, cells in by_relation.items() for task, rels in (cells or {}).items()]
     parts += _every_cell(results, "counterfactual_hops", "memory",
                          "Contextual hops forced with their fact changed in the context, each pipeline's last stage:",
                          "% that write the context's object / % the world's (recalled)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -405,7 +406,25 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
     record["eval_path"] = str(entry)
     preds = [dict(json.loads(line), pipeline=pipeline, stage=record["name"])
              for line in (entry / "predictions.jsonl").read_text().splitlines()]
-    return metrics, preds
+    items = select_items(data.splits["test"], cfg.eval.levels, cfg.eval.tasks, cfg.eval.max_items)
+    return dict(metrics, zero_shot_by_relation=by_held_out_relation(items, preds, data.world)), preds
+
+
+def by_held_out_relation(items: list[dict], preds: list[dict], world: dict) -> dict:
+    """{task: {held-out relation: {"em", "n"}}} over the zero-shot items whose path uses that relation.
+    The seed draws which relations are held out, and one of them can stand at 0 under every pipeline, so a
+    zero-shot mean is read beside what it stands on. Derived from the predictions, outside the eval cache:
+    adding it re-scores nothing."""
+    held = {r for group in world.get("levels", {}).values() for r in group.get("held_out", [])}
+    cells: dict = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for item, pred in zip(items, preds, strict=True):
+        if item["question"] != pred["question"]:
+            raise ValueError(f"predictions out of step with the test items at {item['question']!r}")
+        for rel in held.intersection(item["relation_path"]) if item["level"] == "zero_shot" else ():
+            cells[item["task"]][rel][0] += bool(pred["correct"])
+            cells[item["task"]][rel][1] += 1
+    return {task: {rel: {"em": right / n, "n": n} for rel, (right, n) in sorted(c.items())}
+            for task, c in cells.items()}
 
 
 def _load_for_eval(cfg: RunConfig, record: dict, device: str):

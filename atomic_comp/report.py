@@ -88,6 +88,9 @@ def collect(sweeps: Path | list[Path]) -> tuple[dict, list[dict], dict]:
                     values[(name, setting, "relations_written", task, level, last)][seed] = cell["em"]
             for level, cell in rec["eval"][last].get("recall", {}).items():
                 values[(name, setting, "recall", "parametric", level, last)][seed] = cell["em"]
+            for task, relations in rec["eval"][last].get("zero_shot_by_relation", {}).items():
+                for relation, cell in relations.items():
+                    values[(name, setting, "zero_shot_by_relation", task, relation, last)][seed] = cell["em"]
             for diagnostic in HOP_DIAGNOSTICS:
                 for task, levels in rec["eval"][last].get(f"{diagnostic}s", {}).items():
                     for level, cells in levels.items():
@@ -174,6 +177,16 @@ def markdown(table: list[dict]) -> str:
             lines += [f"| {r['pipeline']} | {r['setting']} | {r['task']} | {r['level']} | {_mean_std_cell(r)} | "
                       f"{r['n_seeds']} |" for r in found]
             lines.append("")
+    by_relation = [r for r in table if r["status"] == "ok" and r["metric"] == "zero_shot_by_relation"]
+    if by_relation:  # each seed holds out its own relations: a row averages only the seeds that held it out
+        lines += ["## Zero-shot by held-out relation", "",
+                  "Exact match on the zero-shot items whose path uses each held-out relation, of each pipeline's last"
+                  " stage, mean ± std (points) over the seeds that held that relation out.", "",
+                  "| pipeline | setting | task | held-out relation | exact match | seeds |",
+                  "| --- | --- | --- | --- | ---: | ---: |"]
+        lines += [f"| {r['pipeline']} | {r['setting']} | {r['task']} | {r['level']} | {_mean_std_cell(r)} | "
+                  f"{r['n_seeds']} |" for r in by_relation]
+        lines.append("")
     missing = [r for r in table if r["status"] == "missing"]
     if missing:
         lines += ["## Failed or missing jobs", ""] + [f"- `{r['dir']}` ({r['pipeline']}, seed {r['seeds']})"

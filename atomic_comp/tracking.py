@@ -126,6 +126,10 @@ class Tracker:
             self.run.summary[f"reading/{name}/last/{level}/em" if self.suite else f"reading/last/{level}/em"] = cell["em"]
         for level, cell in record["eval"][last].get("comp", {}).items():
             self.run.summary[f"comp/{name}/{level}/em" if self.suite else f"comp/{level}/em"] = cell["em"]
+        for task, cells in record["eval"][last].get("zero_shot_by_relation", {}).items():
+            for rel, cell in cells.items():
+                where = f"{name}/{task}/{rel}" if self.suite else f"{task}/{rel}"
+                self.run.summary[f"zero_shot_by_relation/{where}/em"] = cell["em"]
         rows = [[name, stage_name, level, int(k), v] for stage_name, ev in record["eval"].items()
                 for level, curve in ev.get("pass_at_k", {}).items() for k, v in curve.items()]
         if rows:

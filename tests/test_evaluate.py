@@ -397,3 +397,25 @@ def test_reading_hops_forced_are_classed_by_the_facts_their_own_context_states()
         (cell, c), = cells.items()
         assert cell == f"contextual/{level}"
         assert c["n"] == sum(it["hops"] for it in items if it["level"] == level) == sum(c["outcomes"].values())
+
+
+def test_zero_shot_cells_by_held_out_relation_count_each_item_under_every_held_out_relation_of_its_path(tiny_data):
+    from atomic_comp.evaluate import select_items
+    from atomic_comp.pipeline import by_held_out_relation
+
+    items = select_items(tiny_data.splits["test"], ["iid", "zero_shot"], ["mem", "ctx", "comp"], None)
+    held = {r for group in tiny_data.world["levels"].values() for r in group["held_out"]}
+    preds = [{"question": it["question"], "correct": i % 3 == 0} for i, it in enumerate(items)]
+    cells = by_held_out_relation(items, preds, tiny_data.world)
+    assert set(cells) == {"mem", "ctx", "comp"}
+    for task, relations in cells.items():
+        assert relations and set(relations) <= held
+        for rel, cell in relations.items():
+            mine = [i for i, it in enumerate(items)
+                    if (it["task"], it["level"]) == (task, "zero_shot") and rel in it["relation_path"]]
+            assert cell == {"em": sum(i % 3 == 0 for i in mine) / len(mine), "n": len(mine)}
+    # a zero-shot item is counted at least once (its path has a held-out relation), an I.I.D. one never
+    zero_shot = sum(it["level"] == "zero_shot" for it in items)
+    assert 0 < zero_shot <= sum(c["n"] for relations in cells.values() for c in relations.values())
+    with pytest.raises(ValueError, match="out of step"):
+        by_held_out_relation(items, preds[1:] + preds[:1], tiny_data.world)

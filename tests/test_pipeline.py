@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wandb_offline_run
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 # A very small world, model and budget: the mechanics, not the science.
@@ -65,6 +67,21 @@ def test_results_contract(two_pipelines):
     assert {"pipeline", "stage", "task", "level", "hops", "question", "answer", "output", "prediction",
             "correct"} <= set(preds[0])
     assert len(preds) == 4 * 27  # 2 pipelines x 2 stages x 3 tasks x 3 levels x 3 items
+    # zero-shot by held-out relation: each zero-shot item counts under every held-out relation of its path
+    world = json.loads((root / "cache" / "data" / res["data_key"] / "world.json").read_text())
+    held = {r for group in world["levels"].values() for r in group["held_out"]}
+    _, summary = wandb_offline_run(root / "out1")
+    for stage in ("SFT(Mem+Ctx)", "RL(Comp)"):
+        by_relation = rec["eval"][stage]["zero_shot_by_relation"]
+        for task in ("mem", "ctx", "comp"):
+            right = [p["correct"] for p in preds if (p["pipeline"], p["stage"], p["task"], p["level"]) == (
+                "SFT(Mem+Ctx)->RL(Comp)", stage, task, "zero_shot")]
+            cells = by_relation[task]
+            assert cells and set(cells) <= held and sum(c["n"] for c in cells.values()) >= len(right) == 3
+            assert min(c["em"] for c in cells.values()) <= sum(right) / 3 <= max(c["em"] for c in cells.values())
+            if stage == "RL(Comp)":  # the last stage's cells reach the W&B summary
+                assert all(summary[f"zero_shot_by_relation/SFT(Mem+Ctx)->RL(Comp)/{task}/{rel}/em"] == c["em"]
+                           for rel, c in cells.items())
 
 
 def test_progress_names_the_stage_its_step_and_eta(two_pipelines):
@@ -414,6 +431,9 @@ def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summar
     values, missing, _ = collect(sweep)
     text = markdown(table_rows(values, missing))
     assert "## Teacher-forced hops" in text and "zero_shot:contextual/held_out" in text
+    for task, cells in rec["eval"]["SFT(Mem+Ctx)"]["zero_shot_by_relation"].items():
+        for rel, c in cells.items():  # one seed: the mean is that seed's cell
+            assert re.search(rf"\| SFT\(Mem\+Ctx\) \| [^|]+ \| {task} \| {rel} \| {100 * c['em']:.1f} ± 0.0 \| 1 \|", text)
     # the counterfactual hops: one row per contextual hop it could change, all of them contextual, counted by
     # its cells, in the summary and in the report
     from atomic_comp.evaluate import COUNTERFACTUAL_OUTCOMES
