@@ -1,6 +1,6 @@
 """`python -m atomic_comp.data`: build (or find in the cache), export and count the data of a world and recipe.
 
-    python -m atomic_comp.data                       # build into the cache, print the counts
+    python -m atomic_comp.data                       # build into the cache, print the counts and the held-out relations
     python -m atomic_comp.data export_dir=DIR [world=paper recipe=paper seed=2 ...]
 
 Export writes DIR/world.json and one JSONL per split (train_sft, train_rl, test, biographies).
@@ -23,7 +23,7 @@ from atomic_comp.recipe import SPLITS, Data, load_data
 
 
 def stats_table(data: Data) -> str:
-    """Counts per split, task, level and hop count, as a plain-text table."""
+    """Counts per split, task, level and hop count, and the held-out relations' zero-shot items, as plain text."""
     lines = []
     for split in SPLITS:
         ds = data.splits[split]
@@ -37,6 +37,14 @@ def stats_table(data: Data) -> str:
                 if sum(row):
                     lines.append(f"  {task:<5} {level:<12} " + " ".join(f"{c:>7}" for c in row) + f" {sum(row):>7}")
     lines.append(f"biographies ({len(data.splits['biographies'])} paragraphs)")
+    # the seed draws the held-out relations: a zero-shot cell is only as broad as the relations behind it
+    zero_shot = [it for it in data.splits["test"] if it["level"] == "zero_shot"]
+    for group, levels in data.world.get("levels", {}).items():
+        cells = []
+        for rel in levels["held_out"]:
+            n = Counter(it["task"] for it in zero_shot if rel in it["relation_path"])
+            cells.append(f"{rel} (" + ", ".join(f"{task} {n[task]}" for task in ("mem", "ctx", "comp")) + ")")
+        lines.append(f"held out, {group} (zero-shot test items using it): " + "; ".join(cells))
     if len(data.splits["drills"]):
         lines.append(f"drills ({len(data.splits['drills'])} rows: copy and lookup)")
     return "\n".join(lines)

@@ -38,6 +38,11 @@ def test_export_writes_world_and_one_jsonl_per_split(tmp_path):
             "gen_type", "task", "level", "hops"} <= set(test[0])
     assert len(test) == 90
     assert "mem" in res.stdout and "zero_shot" in res.stdout  # the counts table
+    for group, levels in world["levels"].items():  # and the relations the seed held out, with their items
+        cells = [f"{rel} (" + ", ".join(
+            f"{task} {sum(rel in t['relation_path'] for t in test if (t['task'], t['level']) == (task, 'zero_shot'))}"
+            for task in ("mem", "ctx", "comp")) + ")" for rel in levels["held_out"]]
+        assert f"held out, {group} (zero-shot test items using it): " + "; ".join(cells) in res.stdout
 
 
 @pytest.mark.parametrize("override, key, allowed", [
