@@ -434,7 +434,11 @@ class DeepSpeedConfig:
 class RunConfig:
     """The main app: `python launch.py` (conf/config.yaml)."""
 
+    # seeds the model, the reading corpus and training; also the data, unless data_seed is set
     seed: int = 1
+    # seeds the world, its level split and every item, the test set included (null: `seed`). Each seed holds
+    # out its own relations; fixing this while `seed` varies measures training noise on one test set
+    data_seed: Optional[int] = None
     world: WorldConfig = field(default_factory=WorldConfig)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
     reading: ReadingConfig = field(default_factory=ReadingConfig)
@@ -611,8 +615,15 @@ def _validate_stage_hyper(h, prefix: str) -> None:
 MIN_BPE_VOCAB = 256  # room for the corpus's characters, each a piece of its own, and some merges
 
 
+def world_seed(cfg: RunConfig) -> int:
+    """The seed of a run's data: `data_seed`, or the run's `seed` when that is unset."""
+    return cfg.seed if cfg.data_seed is None else cfg.data_seed
+
+
 def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
     """Everything a run needs checked before it builds, trains or submits anything."""
+    _check(cfg.data_seed is None or cfg.data_seed >= 0, "data_seed", cfg.data_seed,
+           "null (the run's seed) or an integer >= 0")
     validate_world(cfg.world)
     validate_recipe(cfg.recipe)
     m = cfg.model

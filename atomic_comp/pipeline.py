@@ -20,7 +20,7 @@ from datasets import Dataset
 from omegaconf import OmegaConf
 
 from atomic_comp import cache, distributed
-from atomic_comp.config import RLConfig, RunConfig, SFTConfig, StageSpec, default_cache_dir
+from atomic_comp.config import RLConfig, RunConfig, SFTConfig, StageSpec, default_cache_dir, world_seed
 from atomic_comp.prompts import format_completion, format_prompt
 from atomic_comp.reading import _CODE_FILES as READING_CODE_FILES
 from atomic_comp.reading import Reading, load_reading, reading_key
@@ -277,7 +277,7 @@ def plan(cfg: RunConfig) -> list[tuple[str, list[tuple[str, str]]]]:
     """[(pipeline, [(stage name, stage key), ...])] of a run, without building anything."""
     from atomic_comp.recipe import data_key
 
-    dkey = data_key(cfg.world, cfg.recipe, cfg.seed)
+    dkey = data_key(cfg.world, cfg.recipe, world_seed(cfg))
     out = []
     for pipe in resolve(cfg):
         parent = start_key(cfg, dkey)

@@ -76,6 +76,7 @@ def test_pipeline_options_are_slugs_of_their_names():
     ("stage.sft.freeze=[attention]", "stage.sft.freeze"),
     ("stage.rl.freeze=[mlp,layers]", "stage.rl.freeze"),
     ("pipeline.members=[nope]", "pipeline.members"),
+    ("data_seed=-1", "data_seed"),
     ("+pipeline.stages=[{kind: sft, tasks: [mem]}]", "pipeline"),
 ])
 def test_bad_run_values_name_key_value_and_allowed(override, key):

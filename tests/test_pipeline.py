@@ -330,6 +330,32 @@ def test_plan_matches_the_keys_a_run_uses(two_pipelines):
         assert [k for _, k in stages] == [rec["injection"]["key"]] + [s["key"] for s in rec["stages"]]
 
 
+def test_data_seed_keeps_the_test_set_while_the_seed_draws_another_training(two_pipelines):
+    from hydra import compose, initialize_config_dir
+
+    from atomic_comp import pipeline as pl
+    from atomic_comp.config import RunConfig, to_typed
+
+    res, _, root = two_pipelines
+    overrides = ["pipeline=sft_mem_ctx", "seed=2", "data_seed=1"]
+    run = launch(overrides, root / "cache", root / "data_seed")
+    assert run.returncode == 0, run.stderr[-3000:]
+    other = results(root / "data_seed")
+    assert (other["seed"], other["data_seed"], other["data_key"]) == (2, 1, res["data_key"])
+    sft = other["pipelines"]["SFT(Mem+Ctx)"]["stages"][0]
+    assert sft["cached"] is False and sft["key"] != res["pipelines"]["SFT(Mem+Ctx)->RL(Comp)"]["stages"][0]["key"]
+
+    def asked(out: Path, pipeline: str) -> list[str]:
+        return [p["question"] for p in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())
+                if (p["pipeline"], p["stage"]) == (pipeline, "SFT(Mem+Ctx)")]
+
+    assert asked(root / "data_seed", "SFT(Mem+Ctx)") == asked(root / "out1", "SFT(Mem+Ctx)->RL(Comp)")
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = to_typed(compose("config", overrides=[*SMALL, *overrides]), RunConfig)
+    (_, stages), = pl.plan(cfg)  # the dry run keys it the same way
+    assert [k for _, k in stages] == [other["pipelines"]["SFT(Mem+Ctx)"]["injection"]["key"], sft["key"]]
+
+
 def test_two_process_data_parallel_matches_one_process(tmp_path):
     """Two CPU processes (gloo) through the same code, global batch 8 = 2 x 4: the same loss curve as one
     process with batch 8, within 1e-4 relative (only the order of floating-point sums differs)."""
