@@ -383,9 +383,10 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
     from atomic_comp import evaluate as metric
     from atomic_comp.evaluate import evaluate, evaluate_passk, recall, select_items, select_probes
 
+    e = cfg.eval
+    items = select_items(data.splits["test"], e.levels, e.tasks, e.max_items)  # scored, then split by relation
+
     def score(model, tok, work: Path) -> dict:
-        e = cfg.eval
-        items = select_items(data.splits["test"], e.levels, e.tasks, e.max_items)
         metrics, preds = evaluate(model, tok, items, e.batch_size, e.max_new_tokens, progress=progress)
         _write_rows(work / "predictions.jsonl", preds)
         if e.passk_n > 0:
@@ -406,7 +407,6 @@ def evaluate_stage(cfg: RunConfig, data: Data, record: dict, pipeline: str, root
     record["eval_path"] = str(entry)
     preds = [dict(json.loads(line), pipeline=pipeline, stage=record["name"])
              for line in (entry / "predictions.jsonl").read_text().splitlines()]
-    items = select_items(data.splits["test"], cfg.eval.levels, cfg.eval.tasks, cfg.eval.max_items)
     return dict(metrics, zero_shot_by_relation=by_held_out_relation(items, preds, data.world)), preds
 
 
