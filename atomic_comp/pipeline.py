@@ -212,11 +212,13 @@ def start_model(cfg: RunConfig, data: Data, root: Path, device: str,
         record = train_stage(cfg, READ_NAME, "sft", cfg.stage.read, _sft_rows(reading.train), keys[READ_NAME],
                              parent, root / "stages", device, {"kind": "read", "tasks": [], "pool": "reading"},
                              progress)
-        record["eval"] = evaluate_reading(cfg, reading, record, root / "evals", device)
+        record["eval"] = evaluate_reading(cfg, reading, record, root / "evals", device,
+                                          _with_status(progress, "evaluating the reader"))
         if progress:  # whether the reader formed is known now, not only in the end-of-run table
             cells = record["eval"].get("read", {})
             progress({"status": "read, exact match " + ", ".join(
                 f"{READING_LEVELS.get(lv, lv)} {100 * c['em']:.0f}%" for lv, c in cells.items())})
+            progress({"status": "the reader on the world's Ctx items, every hop forced"})
         record["eval"]["world_forced_hops"] = reader_on_world(cfg, data, record, root / "evals", device)
         records["reading"], parent, key = record, Path(record["path"]), record["key"]
     if injects(cfg):
@@ -427,6 +429,11 @@ def by_held_out_relation(items: list[dict], preds: list[dict], world: dict) -> d
             for task, c in cells.items()}
 
 
+def _with_status(progress: Progress | None, status: str) -> Progress | None:
+    """The same stage's progress under another status (a stage's own evaluation after its training)."""
+    return progress and (lambda state: progress({**state, "status": status}))
+
+
 def _load_for_eval(cfg: RunConfig, record: dict, device: str):
     from atomic_comp.models import load_model, load_tokenizer
 
@@ -447,7 +454,8 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row) + "\n")
 
 
-def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path, device: str) -> dict:
+def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path, device: str,
+                     progress: Progress | None = None) -> dict:
     """Greedy exact match of the reading stage on its test items: `read.iid` on trained made-up nouns,
     `read.zero_shot` on nouns no training item asked about (matching a word, not recalling a lookup); and
     each hop teacher-forced (`forced_hops`: does it find the fact once the chain names the noun, and if not,
@@ -456,7 +464,8 @@ def evaluate_reading(cfg: RunConfig, reading: Reading, record: dict, root: Path,
 
     def score(model, tok, work: Path) -> dict:
         items = list(reading.test)
-        metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens, stage=record["name"])
+        metrics, preds = evaluate(model, tok, items, cfg.eval.batch_size, cfg.eval.max_new_tokens,
+                                  stage=record["name"], progress=progress)
         metrics["forced_hops"], rows = forced_hops(model, tok, items, stated_world, cfg.eval.batch_size)
         _write_rows(work / "forced_hops.jsonl", rows)
         _write_rows(work / "predictions.jsonl", preds)
@@ -508,5 +517,7 @@ def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, devic
         stages.append(record)
         parent, parent_key = Path(record["path"]), record["key"]
     if reading and stages:  # is the reading still there after the world's stages?
-        evals[stages[-1]["name"]]["reading"] = evaluate_reading(cfg, reading, stages[-1], root / "evals", device)
+        last = stages[-1]
+        evals[last["name"]]["reading"] = evaluate_reading(cfg, reading, last, root / "evals", device,
+                                                          report(last["name"], last["key"], "reading test"))
     return {"slug": slug(pipeline.name), "stages": stages, "eval": evals, **shared}, predictions

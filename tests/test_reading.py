@@ -138,6 +138,14 @@ def test_the_reading_stage_runs_first_and_every_pipeline_shares_it(tmp_path):
     assert said[:1] == [f"trained nouns {100 * cells['iid']['em']:.0f}%, held-out nouns "
                         f"{100 * cells['zero_shot']['em']:.0f}%"], said
     assert run.stderr.index(said[0]) < run.stderr.index("Inject(Bios) of SFT(Mem+Ctx): training")
+    # no phase stands under a stale label: the reader's scoring, its forced hops on the world, and each
+    # pipeline's closing reading test say what they are
+    order = ["Read(Lookups) of SFT(Mem+Ctx): evaluating the reader 20/20 questions", said[0],
+             "Read(Lookups) of SFT(Mem+Ctx): the reader on the world's Ctx items, every hop forced",
+             "Inject(Bios) of SFT(Mem+Ctx): training", "SFT(Mem+Ctx) of SFT(Mem+Ctx): evaluating",
+             "SFT(Mem+Ctx) of SFT(Mem+Ctx): reading test 20/20 questions", "SFT(Comp) of SFT(Comp): reading test"]
+    at = [run.stderr.find(line) for line in order]
+    assert -1 not in at and at == sorted(at), list(zip(order, at))
     assert {lv: c["n"] for lv, c in cells.items()} == {"iid": 10, "zero_shot": 10}
     # the tokenizer knows the made-up words from the start: none is an unknown token
     tok = load_tokenizer(a["reading"]["path"])
