@@ -203,3 +203,14 @@ def test_output_dirs_fit_a_path_component_however_many_overrides():
     assert (run1, sub1) == _output_dirs(recipe + ["seed=1"])  # a rerun finds its own dir
     run, sub = _output_dirs(["seed=3", "stage.rl.max_steps=5"])
     assert run.endswith("/seed=3,stage.rl.max_steps=5") and sub == "seed=3,stage.rl.max_steps=5"  # short: Hydra's names
+
+
+def test_the_candidate_preset_keys_its_stages_as_its_overrides_do():
+    # cpu_reader_6k names the tuning log's candidate overrides; runs made either way must share the cache
+    from atomic_comp.plan import dry_run
+    keys = lambda overrides: [stages for *_, stages in dry_run(overrides + ["pipeline=headline", "seed=2"])["matrix"]]
+    preset = keys(["experiment=cpu_reader_6k"])
+    assert preset == keys(["experiment=cpu_reader", "recipe.context.scattered_facts=0.25",
+                           "stage.read.max_steps=6000", "stage.rl.max_steps=600", "stage.rl.save_steps=200"])
+    assert preset != keys(["experiment=cpu_reader", "recipe.context.scattered_facts=0.25",
+                           "stage.rl.max_steps=600", "stage.rl.save_steps=200"])  # the 3,000-step reader
