@@ -199,21 +199,21 @@ def start_stages(cfg: RunConfig, data_key: str) -> list[tuple[str, str]]:
 
 
 def start_model(cfg: RunConfig, data: Data, root: Path, device: str,
-                report: Callable[[str, str], Progress | None] = lambda name, key: None,
+                report: Callable[[str, str, str], Progress | None] = lambda name, key, status: None,
                 reading: Reading | None = None) -> tuple[Path | str, str, dict]:
     """(checkpoint, key, {"reading": record, "injection": record} of the stages that ran) that every
-    pipeline starts from; `report(stage name, key)` gives each stage its progress callback; `reading` the
-    reading corpus when it is on (loaded here if not given)."""
+    pipeline starts from; `report(stage name, key, status)` gives each stage its progress callback;
+    `reading` the reading corpus when it is on (loaded here if not given)."""
     reading = reading or (load_reading(cfg.reading, cfg.seed, str(root)) if reads(cfg) else None)
     parent, key, _ = base_model(cfg, data, root / "models", reading)
     keys, records = dict(start_stages(cfg, data.key)), {}
     if reading:
-        progress = report(READ_NAME, keys[READ_NAME])
+        progress = report(READ_NAME, keys[READ_NAME], "training")
         record = train_stage(cfg, READ_NAME, "sft", cfg.stage.read, _sft_rows(reading.train), keys[READ_NAME],
                              parent, root / "stages", device, {"kind": "read", "tasks": [], "pool": "reading"},
                              progress)
         record["eval"] = evaluate_reading(cfg, reading, record, root / "evals", device,
-                                          _with_status(progress, "evaluating the reader"))
+                                          report(READ_NAME, keys[READ_NAME], "evaluating the reader"))
         if progress:  # whether the reader formed is known now, not only in the end-of-run table
             cells = record["eval"].get("read", {})
             progress({"status": "read, exact match " + ", ".join(
@@ -225,7 +225,7 @@ def start_model(cfg: RunConfig, data: Data, root: Path, device: str,
         rows = _sft_rows(data.splits["test"].select([]), data, replayed(cfg, reading, keys[INJECT_NAME]))
         record = train_stage(cfg, INJECT_NAME, "sft", cfg.stage.inject, rows, keys[INJECT_NAME],
                              parent, root / "stages", device, {"kind": "inject", "tasks": [], "pool": "biographies"},
-                             report(INJECT_NAME, keys[INJECT_NAME]))
+                             report(INJECT_NAME, keys[INJECT_NAME], "training"))
         records["injection"], parent, key = record, Path(record["path"]), record["key"]
     return parent, key, records
 
@@ -429,11 +429,6 @@ def by_held_out_relation(items: list[dict], preds: list[dict], world: dict) -> d
             for task, c in cells.items()}
 
 
-def _with_status(progress: Progress | None, status: str) -> Progress | None:
-    """The same stage's progress under another status (a stage's own evaluation after its training)."""
-    return progress and (lambda state: progress({**state, "status": status}))
-
-
 def _load_for_eval(cfg: RunConfig, record: dict, device: str):
     from atomic_comp.models import load_model, load_tokenizer
 
@@ -504,7 +499,7 @@ def run_pipeline(cfg: RunConfig, data: Data, pipeline, progress: Progress, devic
         return lambda state: progress({**head, **state})
 
     reading = load_reading(cfg.reading, cfg.seed, str(root)) if reads(cfg) else None
-    parent, parent_key, shared = start_model(cfg, data, root, device, lambda name, key: report(name, key, "training"),
+    parent, parent_key, shared = start_model(cfg, data, root, device, report,
                                              reading)
     stages, evals, predictions = [], {}, []
     for i, spec in enumerate(pipeline.stages):
