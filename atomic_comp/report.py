@@ -25,8 +25,10 @@ from atomic_comp.config import LEVEL_KEYS
 from atomic_comp.paper import LEVEL_NAMES, LEVELS, PAPER_TABLE7, claims, claims_text
 from atomic_comp.status import sweep_jobs
 
-# Keys that say where or how a job ran, not what it studied: jobs differing only in these are one setting.
-NOT_A_SETTING = ("seed", "pipeline", "hydra/launcher", "cache_dir", "output_dir", "threads", "logger")
+# Keys that say where or how a job ran, not what it studied: jobs differing only in these are one setting
+# (pipeline.members only picks which of a suite's pipelines a job ran; each pipeline is its own row).
+NOT_A_SETTING = ("seed", "pipeline", "pipeline.members", "hydra/launcher", "cache_dir", "output_dir", "threads",
+                 "logger")
 FIELDS = ["status", "pipeline", "setting", "metric", "task", "level", "stage", "mean", "std", "n_seeds", "seeds", "dir"]
 # the hop diagnostics of evaluate.py, by metric name: (section title, what the number is, its column)
 HOP_DIAGNOSTICS = {
@@ -58,7 +60,13 @@ def collect(sweeps: Path | list[Path]) -> tuple[dict, list[dict], dict]:
     passk: dict = defaultdict(lambda: defaultdict(list))
     missing = []
     source: dict = {}  # (pipeline, setting, seed) -> the job folder it came from
-    jobs = [job for sweep in ([sweeps] if isinstance(sweeps, Path) else sweeps) for job in sweep_jobs(sweep)]
+    jobs = []
+    for sweep in [sweeps] if isinstance(sweeps, Path) else sweeps:
+        found = sweep_jobs(sweep)
+        if not found:
+            raise ValueError(f"{sweep} holds no jobs: no jobs.json, no job folders with .hydra/overrides.yaml, "
+                             "and it is not a run's folder itself")
+        jobs += found
     for job in jobs:
         d = Path(job["dir"])
         path = d / "results.json"

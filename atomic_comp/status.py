@@ -15,12 +15,15 @@ from pathlib import Path
 
 
 def sweep_jobs(sweep: Path) -> list[dict]:
-    """The jobs of a sweep: from jobs.json (written at submission) or, failing that, the job folders."""
+    """The jobs of a sweep: from jobs.json (written at submission) or, failing that, the job folders; a
+    single run's folder (`python launch.py hydra.run.dir=DIR`) is a sweep of one job."""
     path = sweep / "jobs.json"
     if path.is_file():
         jobs = json.loads(path.read_text())
         latest = {j["dir"]: j for j in jobs}  # a resubmitted job replaces its earlier entry
         return list(latest.values())
+    if (sweep / ".hydra" / "overrides.yaml").is_file():
+        return [{"job_id": None, "dir": str(sweep), "overrides": _overrides(sweep)}]
     return [{"job_id": None, "dir": str(d.parent.parent), "overrides": _overrides(d.parent.parent)}
             for d in sorted(sweep.glob("*/.hydra/overrides.yaml"))]
 

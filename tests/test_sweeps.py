@@ -135,6 +135,35 @@ def test_report_over_several_sweeps_counts_each_seed_once(tmp_path):
     assert cli.returncode == 2 and "need an output folder (--out DIR)" in cli.stderr
 
 
+def test_report_joins_a_seeds_pipelines_run_in_separate_single_run_folders(tmp_path):
+    """`python launch.py pipeline.members=[...] hydra.run.dir=DIR` per part of the suite: each folder is a
+    sweep of one job, and the parts of one seed are one setting, not one per members list."""
+    runs = {}
+    for seed in (1, 2):
+        for part, pipeline, em in (("b", "SFT(Comp)", 0.5 + seed / 10), ("c", "SFT(Mem)->RL(Comp)", seed / 10)):
+            d = tmp_path / f"s{seed}_{part}"
+            (d / ".hydra").mkdir(parents=True)
+            comp = {lv: {"em": em, "n": 10} for lv in ("iid", "composition", "zero_shot")}
+            last = pipeline.split("->")[-1]
+            (d / "results.json").write_text(json.dumps({"seed": seed, "pipelines": {pipeline: {
+                "stages": [{"name": last, "kind": "sft"}], "eval": {last: {"comp": comp}}}}}))
+            members = "[sft_comp]" if part == "b" else "[sft_mem__rl_comp]"
+            (d / ".hydra" / "overrides.yaml").write_text(
+                f"- experiment=cpu_long\n- seed={seed}\n- pipeline=headline\n- pipeline.members={members}\n")
+            runs[seed, part] = d
+    out = tmp_path / "out"
+    report(list(runs.values()), out)
+    iid = {r["pipeline"]: r for r in csv.DictReader((out / "report.csv").open())
+           if r["task"] == "comp" and r["level"] == "iid"}
+    assert {r["setting"] for r in iid.values()} == {"experiment=cpu_long"}
+    assert iid["SFT(Comp)"]["seeds"] == "1 2" and float(iid["SFT(Comp)"]["mean"]) == pytest.approx(0.65)
+    assert iid["SFT(Mem)->RL(Comp)"]["seeds"] == "1 2" and float(iid["SFT(Mem)->RL(Comp)"]["mean"]) == pytest.approx(0.15)
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ValueError, match="nothing holds no jobs"):
+        report([runs[1, "b"], tmp_path / "nothing"], tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
+
+
 def test_a_dry_run_counts_the_stages_the_cache_already_holds(tmp_path):
     overrides = [f"cache_dir={tmp_path}", "pipeline=sft_mem_ctx__rl_comp"]
     before = dry_run(overrides)
