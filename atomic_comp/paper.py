@@ -69,8 +69,9 @@ def claims_text(checked: list[dict]) -> str:
     for c in checked:
         mark = "holds" if c["holds"] else "does NOT hold"
         what = "value" if c["claim"] == "stretch" else "margin"
+        on = f" (seeds {' '.join(map(str, c['seeds']))})" if "seeds" in c else ""
         lines.append(f"({c['claim']}) {LEVEL_NAMES[c['level']]:<11} {c['text']}: {what} {c['value']:.1f}, "
-                     f"needs {c['bound']:g} -> {mark}")
+                     f"needs {c['bound']:g} -> {mark}{on}")
     return "\n".join(lines)
 
 

@@ -135,33 +135,53 @@ def test_report_over_several_sweeps_counts_each_seed_once(tmp_path):
     assert cli.returncode == 2 and "need an output folder (--out DIR)" in cli.stderr
 
 
+def _run_folder(d: Path, seed: int, ems: dict[str, float], members: str) -> Path:
+    """A `python launch.py pipeline.members=[...] hydra.run.dir=d` run's folder: results.json and overrides."""
+    (d / ".hydra").mkdir(parents=True)
+    pipelines = {}
+    for pipeline, em in ems.items():
+        stages = pipeline.split("->")
+        comp = {lv: {"em": em, "n": 10} for lv in ("iid", "composition", "zero_shot")}
+        pipelines[pipeline] = {"stages": [{"name": s, "kind": s.split("(")[0].lower()} for s in stages],
+                               "eval": {s: {"comp": comp} for s in stages}}
+    (d / "results.json").write_text(json.dumps({"seed": seed, "pipelines": pipelines}))
+    (d / ".hydra" / "overrides.yaml").write_text(
+        f"- experiment=cpu_long\n- seed={seed}\n- pipeline=headline\n- pipeline.members={members}\n")
+    return d
+
+
 def test_report_joins_a_seeds_pipelines_run_in_separate_single_run_folders(tmp_path):
     """`python launch.py pipeline.members=[...] hydra.run.dir=DIR` per part of the suite: each folder is a
     sweep of one job, and the parts of one seed are one setting, not one per members list."""
-    runs = {}
-    for seed in (1, 2):
-        for part, pipeline, em in (("b", "SFT(Comp)", 0.5 + seed / 10), ("c", "SFT(Mem)->RL(Comp)", seed / 10)):
-            d = tmp_path / f"s{seed}_{part}"
-            (d / ".hydra").mkdir(parents=True)
-            comp = {lv: {"em": em, "n": 10} for lv in ("iid", "composition", "zero_shot")}
-            last = pipeline.split("->")[-1]
-            (d / "results.json").write_text(json.dumps({"seed": seed, "pipelines": {pipeline: {
-                "stages": [{"name": last, "kind": "sft"}], "eval": {last: {"comp": comp}}}}}))
-            members = "[sft_comp]" if part == "b" else "[sft_mem__rl_comp]"
-            (d / ".hydra" / "overrides.yaml").write_text(
-                f"- experiment=cpu_long\n- seed={seed}\n- pipeline=headline\n- pipeline.members={members}\n")
-            runs[seed, part] = d
+    runs = [_run_folder(tmp_path / f"s{seed}_b", seed, {"SFT(Comp)": 0.5 + seed / 10}, "[sft_comp]")
+            for seed in (1, 2)]
+    runs += [_run_folder(tmp_path / f"s{seed}_c", seed, {"SFT(Mem)->RL(Comp)": seed / 10}, "[sft_mem__rl_comp]")
+             for seed in (1, 2)]
     out = tmp_path / "out"
-    report(list(runs.values()), out)
+    report(runs, out)
     iid = {r["pipeline"]: r for r in csv.DictReader((out / "report.csv").open())
-           if r["task"] == "comp" and r["level"] == "iid"}
+           if r["metric"] == "em" and r["task"] == "comp" and r["level"] == "iid"}
     assert {r["setting"] for r in iid.values()} == {"experiment=cpu_long"}
     assert iid["SFT(Comp)"]["seeds"] == "1 2" and float(iid["SFT(Comp)"]["mean"]) == pytest.approx(0.65)
     assert iid["SFT(Mem)->RL(Comp)"]["seeds"] == "1 2" and float(iid["SFT(Mem)->RL(Comp)"]["mean"]) == pytest.approx(0.15)
     (tmp_path / "nothing").mkdir()
     with pytest.raises(ValueError, match="nothing holds no jobs"):
-        report([runs[1, "b"], tmp_path / "nothing"], tmp_path / "out2")
+        report([runs[0], tmp_path / "nothing"], tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+def test_report_checks_each_claim_on_the_seeds_its_pipelines_share(tmp_path):
+    # the atomic route on seeds 1-3, SFT(Mem)->RL(Comp) on seed 1 only: (c) compares seed 1 with seed 1
+    atomic = {1: 0.5, 2: 0.1, 3: 0.0}
+    runs = [_run_folder(tmp_path / f"s{s}", s, {"SFT(Mem+Ctx)->RL(Comp)": em}, "[sft_mem_ctx__rl_comp]")
+            for s, em in atomic.items()]
+    runs.append(_run_folder(tmp_path / "s1_c", 1, {"SFT(Mem)->RL(Comp)": 0.3}, "[sft_mem__rl_comp]"))
+    report(runs, tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    # seed 1: 50 - 30 = 20 holds; on the atomic route's 3-seed mean (20) it would be -10
+    assert ("(c) Zero-shot   SFT(Mem)->RL(Comp) <= SFT(Mem+Ctx)->RL(Comp) - 15: margin 20.0, needs 15 -> holds "
+            "(seeds 1)") in md
+    assert "zero-shot >= 60: value 20.0, needs 60 -> does NOT hold (seeds 1 2 3)" in md
 
 
 def test_a_dry_run_counts_the_stages_the_cache_already_holds(tmp_path):
