@@ -153,7 +153,8 @@ def claims_on_shared_seeds(values: dict, setting: str) -> list[dict]:
     return out
 
 
-def markdown(table: list[dict], values: dict | None = None) -> str:
+def markdown(table: list[dict], values: dict) -> str:
+    """report.md from the rows of `rows` and the per-seed `values` of `collect` (the claims pair seeds)."""
     lines = ["# Sweep report", "", "Comp exact match of each pipeline's last stage, mean ± std over seeds (points).", ""]
     ok = [r for r in table if r["status"] == "ok" and r["task"] == "comp"]
     for metric, title in (("em", "Exact match"), ("rl_gain", "RL gain over the stage before")):
@@ -178,14 +179,7 @@ def markdown(table: list[dict], values: dict | None = None) -> str:
         lines.append("")
         if metric == "em":
             for s in sorted({s for _, s in keys}):
-                if values is not None:
-                    checked = claims_on_shared_seeds(values, s)
-                else:
-                    means = defaultdict(dict)
-                    for (p, s2, lv), r in cells.items():
-                        if s2 == s:
-                            means[p][lv] = 100 * r["mean"]
-                    checked = claims(means)
+                checked = claims_on_shared_seeds(values, s)
                 if checked:
                     lines += [f"### The study's claims on the seed means ({s})", "", "```", claims_text(checked),
                               "```", ""]

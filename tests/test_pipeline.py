@@ -459,7 +459,7 @@ def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summar
     sweep = root / "forced_sweep"
     shutil.copytree(out, sweep / "seed=1")
     values, missing, _ = collect(sweep)
-    text = markdown(table_rows(values, missing))
+    text = markdown(table_rows(values, missing), values)
     assert "## Teacher-forced hops" in text and "zero_shot:contextual/held_out" in text
     for task, cells in rec["eval"]["SFT(Mem+Ctx)"]["zero_shot_by_relation"].items():
         for rel, c in cells.items():  # one seed: the mean is that seed's cell
