@@ -22,10 +22,9 @@ def sweep_jobs(sweep: Path) -> list[dict]:
         jobs = json.loads(path.read_text())
         latest = {j["dir"]: j for j in jobs}  # a resubmitted job replaces its earlier entry
         return list(latest.values())
-    if (sweep / ".hydra" / "overrides.yaml").is_file():
-        return [{"job_id": None, "dir": str(sweep), "overrides": _overrides(sweep)}]
-    return [{"job_id": None, "dir": str(d.parent.parent), "overrides": _overrides(d.parent.parent)}
-            for d in sorted(sweep.glob("*/.hydra/overrides.yaml"))]
+    own = sweep / ".hydra" / "overrides.yaml"
+    folders = [sweep] if own.is_file() else [d.parent.parent for d in sorted(sweep.glob("*/.hydra/overrides.yaml"))]
+    return [{"job_id": None, "dir": str(d), "overrides": _overrides(d)} for d in folders]
 
 
 def _overrides(job_dir: Path) -> list[str]:
