@@ -25,10 +25,12 @@ from atomic_comp.config import LEVEL_KEYS
 from atomic_comp.paper import LEVEL_NAMES, LEVELS, PAPER_TABLE7, claims, claims_text
 from atomic_comp.status import sweep_jobs
 
-# Keys that say where or how a job ran, not what it studied: jobs differing only in these are one setting
+# Override keys that say where or how a job ran, not what it studied: jobs differing only in these are one setting
 # (pipeline.members only picks which of a suite's pipelines a job ran; each pipeline is its own row).
 NOT_A_SETTING = ("seed", "pipeline", "pipeline.members", "hydra/launcher", "cache_dir", "output_dir", "threads",
                  "logger")
+# the same keys in a job's composed config (.hydra/config.yaml), plus the sweep's name
+CONFIG_NOT_A_SETTING = ("seed", "pipeline", "cache_dir", "output_dir", "threads", "logger", "sweep_name")
 FIELDS = ["status", "pipeline", "setting", "metric", "task", "level", "stage", "mean", "std", "n_seeds", "seeds", "dir"]
 # the hop diagnostics of evaluate.py, by metric name: (section title, what the number is, its column)
 HOP_DIAGNOSTICS = {
@@ -44,10 +46,42 @@ HOP_DIAGNOSTICS = {
 
 
 def _setting(overrides: list[str]) -> str:
-    """What distinguishes a job besides its seed and pipeline: the rest of its overrides."""
+    """What distinguishes a job besides its seed and pipeline, in words: the rest of its overrides."""
     keep = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") in NOT_A_SETTING
             and not o.startswith("hydra.")]
     return ",".join(sorted(keep)) or "default"
+
+
+def _studied(job: dict) -> str:
+    """What a job studied, as its composed config less where and how it ran; its overrides' text when the
+    job folder holds no config (a job that never started). A preset and the preset's overrides spelled
+    out compose the same config, so they are one setting."""
+    from omegaconf import OmegaConf
+
+    path = Path(job["dir"]) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return "overrides:" + _setting(job.get("overrides", []))
+    cfg = OmegaConf.to_container(OmegaConf.load(path))
+    return json.dumps({k: v for k, v in cfg.items() if k not in CONFIG_NOT_A_SETTING}, sort_keys=True)
+
+
+def settings(jobs: list[dict]) -> dict[str, str]:
+    """Each job folder's setting label: the shortest overrides text among the jobs that studied the same
+    config; two configs given the same text (defaults changed between runs) are told apart by a hash."""
+    studied = {job["dir"]: _studied(job) for job in jobs}
+    texts = {job["dir"]: _setting(job.get("overrides", [])) for job in jobs}
+    label: dict[str, str] = {}
+    for d in sorted(texts, key=lambda d: (len(texts[d]), texts[d])):
+        label.setdefault(studied[d], texts[d])
+    configs_by_label = defaultdict(set)
+    for key, text in label.items():
+        if not key.startswith("overrides:"):
+            configs_by_label[text].add(key)
+    for text, keys in configs_by_label.items():
+        if len(keys) > 1:
+            for key in keys:
+                label[key] = f"{text} [config {cache.stable_hash(key, 8)}]"
+    return {d: label[key] for d, key in studied.items()}
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -67,14 +101,16 @@ def collect(sweeps: Path | list[Path]) -> tuple[dict, list[dict], dict]:
             raise ValueError(f"{sweep} holds no jobs: no jobs.json, no job folders with .hydra/overrides.yaml, "
                              "and it is not a run's folder itself")
         jobs += found
+    setting_of = settings(jobs)
     for job in jobs:
+        job["setting"] = setting_of[job["dir"]]
         d = Path(job["dir"])
         path = d / "results.json"
         if not path.is_file():
             missing.append(job)
             continue
         res = json.loads(path.read_text())
-        setting, seed = _setting(job.get("overrides", [])), res.get("seed")
+        setting, seed = job["setting"], res.get("seed")
         for name, rec in res["pipelines"].items():
             # A seed counts once per cell: two runs of it (a rerun in another sweep) would weigh it twice,
             # and keeping either one would be choosing between them.
@@ -120,7 +156,7 @@ def rows(values: dict, missing: list[dict]) -> list[dict]:
     for job in missing:
         ov = job.get("overrides", [])
         pipe = next((o.split("=", 1)[1] for o in ov if o.startswith("pipeline=")), "")
-        out.append({"status": "missing", "pipeline": pipe, "setting": _setting(ov), "metric": "", "task": "",
+        out.append({"status": "missing", "pipeline": pipe, "setting": job.get("setting", _setting(ov)), "metric": "", "task": "",
                     "level": "", "stage": "", "mean": "", "std": "", "n_seeds": 0,
                     "seeds": next((o.split("=", 1)[1] for o in ov if o.startswith("seed=")), ""), "dir": job["dir"]})
     return out

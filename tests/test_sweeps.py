@@ -135,9 +135,13 @@ def test_report_over_several_sweeps_counts_each_seed_once(tmp_path):
     assert cli.returncode == 2 and "need an output folder (--out DIR)" in cli.stderr
 
 
-def _run_folder(d: Path, seed: int, ems: dict[str, float], members: str) -> Path:
-    """A `python launch.py pipeline.members=[...] hydra.run.dir=d` run's folder: results.json and overrides."""
+def _run_folder(d: Path, seed: int, ems: dict[str, float], members: str, recipe=("experiment=cpu_long",),
+                config: str | None = None) -> Path:
+    """A `python launch.py pipeline.members=[...] hydra.run.dir=d` run's folder: results.json, overrides and,
+    when given, the composed config."""
     (d / ".hydra").mkdir(parents=True)
+    if config is not None:
+        (d / ".hydra" / "config.yaml").write_text(config)
     pipelines = {}
     for pipeline, em in ems.items():
         stages = pipeline.split("->")
@@ -146,7 +150,7 @@ def _run_folder(d: Path, seed: int, ems: dict[str, float], members: str) -> Path
                                "eval": {s: {"comp": comp} for s in stages}}
     (d / "results.json").write_text(json.dumps({"seed": seed, "pipelines": pipelines}))
     (d / ".hydra" / "overrides.yaml").write_text(
-        f"- experiment=cpu_long\n- seed={seed}\n- pipeline=headline\n- pipeline.members={members}\n")
+        "".join(f"- {o}\n" for o in [*recipe, f"seed={seed}", "pipeline=headline", f"pipeline.members={members}"]))
     return d
 
 
@@ -168,6 +172,39 @@ def test_report_joins_a_seeds_pipelines_run_in_separate_single_run_folders(tmp_p
     with pytest.raises(ValueError, match="nothing holds no jobs"):
         report([runs[0], tmp_path / "nothing"], tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+def test_report_knows_a_preset_and_its_overrides_spelled_out_for_one_setting(tmp_path):
+    """A setting is what the job composed, not how its command was typed: `experiment=cpu_reader_6k` and the
+    preset's overrides given one by one are one setting (labelled by the shorter text); the same text
+    composing two configs (defaults changed between runs) is two settings, told apart."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import atomic_comp.config  # noqa: F401  (registers the schema the configs extend)
+
+    preset = ["experiment=cpu_reader_6k"]
+    spelled = ["experiment=cpu_reader", "recipe.context.scattered_facts=0.25", "stage.read.max_steps=6000",
+               "stage.rl.max_steps=600", "stage.rl.save_steps=200"]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        config = {tuple(r): OmegaConf.to_yaml(compose("config", [*r, "seed=1"])) for r in (preset, spelled)}
+    assert config[tuple(preset)] == config[tuple(spelled)]
+    runs = [_run_folder(tmp_path / "s1", 1, {"SFT(Comp)": 0.5}, "[sft_comp]", preset, config[tuple(preset)]),
+            _run_folder(tmp_path / "s2", 2, {"SFT(Comp)": 0.7}, "[sft_comp]", spelled,
+                        config[tuple(spelled)].replace("seed: 1", "seed: 2", 1))]
+    report(runs, tmp_path / "out")
+    iid = [r for r in csv.DictReader((tmp_path / "out" / "report.csv").open())
+           if r["metric"] == "em" and r["task"] == "comp" and r["level"] == "iid"]
+    assert [(r["setting"], r["seeds"]) for r in iid] == [("experiment=cpu_reader_6k", "1 2")]
+
+    changed = config[tuple(preset)].replace("max_steps: 6000", "max_steps: 3000")
+    assert changed != config[tuple(preset)]
+    runs.append(_run_folder(tmp_path / "s3", 3, {"SFT(Comp)": 0.1}, "[sft_comp]", preset, changed))
+    report(runs, tmp_path / "out3")
+    iid = {r["seeds"]: r["setting"] for r in csv.DictReader((tmp_path / "out3" / "report.csv").open())
+           if r["metric"] == "em" and r["task"] == "comp" and r["level"] == "iid"}
+    assert set(iid) == {"1 2", "3"} and iid["1 2"] != iid["3"]
+    assert all(label.startswith("experiment=cpu_reader_6k [config ") for label in iid.values())
 
 
 def test_report_checks_each_claim_on_the_seeds_its_pipelines_share(tmp_path):
