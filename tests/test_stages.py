@@ -169,3 +169,32 @@ def test_resume_skips_a_checkpoint_a_kill_cut_short(tmp_path):
     (trainer / "checkpoint-notes").mkdir()
     assert last_complete_checkpoint(trainer) == str(trainer / "checkpoint-5")
     assert sorted(p.name for p in trainer.iterdir()) == ["checkpoint-5", "checkpoint-notes"]
+
+
+def test_progress_times_the_eta_by_the_recent_pace_not_the_average_since_the_start(monkeypatch):
+    """A stage paused (a suspended job, cores lent to another run) for ten minutes and then back at 1 s/step
+    reports 1 s/step and the ETA that follows from it, not the average the pause inflated."""
+    from transformers import TrainerControl, TrainerState
+
+    from atomic_comp.stages import common
+
+    clock = [0.0]
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
+    reports = []
+    callback = common.ProgressCallback(reports.append, every=5.0, window=60.0)
+    state = TrainerState(max_steps=1000, global_step=100)  # resumed at step 100
+    callback.on_train_begin(None, state, TrainerControl())
+
+    def run(steps, sec):
+        for _ in range(steps):
+            clock[0] += sec
+            state.global_step += 1
+            callback.on_step_end(None, state, TrainerControl())
+
+    run(120, 2.0)
+    assert reports[-1]["sec_per_step"] == pytest.approx(2.0) and reports[-1]["step"] == 220
+    assert len(reports) == 40  # one report every 5 s at the least: every third 2-second step, not every step
+    clock[0] += 600.0  # paused
+    run(90, 1.0)
+    last = reports[-1]
+    assert last["sec_per_step"] == pytest.approx(1.0) and last["eta"] == 1000 - last["step"] and last["step"] > 300

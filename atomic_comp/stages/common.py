@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections import deque
 from pathlib import Path
 
 import torch
@@ -70,21 +71,27 @@ def trainer_args(cfg, work: Path, seed: int, device: str, deepspeed: str | None,
 
 
 class ProgressCallback(TrainerCallback):
-    """Reports step, seconds per step and the stage's ETA every `every` seconds, so no stage looks hung."""
+    """Reports step, seconds per step and the stage's ETA every `every` seconds, so no stage looks hung. The
+    pace is that of the last `window` seconds: a stage that was paused or shared its cores for a while
+    is timed by how it runs now, not by its average since the start."""
 
-    def __init__(self, report, every: float = 5.0):
-        self.report, self.every = report, every
+    def __init__(self, report, every: float = 5.0, window: float = 60.0):
+        self.report, self.every, self.window = report, every, window
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.t0 = self.last = time.perf_counter()
-        self.first = state.global_step  # > 0 when resuming
+        self.last = time.perf_counter()
+        self.marks = deque([(self.last, state.global_step)])  # (time, step); the step is > 0 when resuming
 
     def on_step_end(self, args, state, control, **kwargs):
         now = time.perf_counter()
         if not state.is_world_process_zero or (now - self.last < self.every and state.global_step < state.max_steps):
             return
         self.last = now
-        per_step = (now - self.t0) / max(state.global_step - self.first, 1)
+        self.marks.append((now, state.global_step))
+        while len(self.marks) > 2 and now - self.marks[1][0] >= self.window:
+            self.marks.popleft()  # keep one mark at least `window` old
+        (t0, s0), (t1, s1) = self.marks[0], self.marks[-1]
+        per_step = (t1 - t0) / max(s1 - s0, 1)
         self.report({"step": state.global_step, "max_steps": state.max_steps, "sec_per_step": round(per_step, 2),
                      "eta": round(per_step * (state.max_steps - state.global_step))})
 
