@@ -156,7 +156,7 @@ def rows(values: dict, missing: list[dict]) -> list[dict]:
     for job in missing:
         ov = job.get("overrides", [])
         pipe = next((o.split("=", 1)[1] for o in ov if o.startswith("pipeline=")), "")
-        out.append({"status": "missing", "pipeline": pipe, "setting": job.get("setting", _setting(ov)), "metric": "", "task": "",
+        out.append({"status": "missing", "pipeline": pipe, "setting": job["setting"], "metric": "", "task": "",
                     "level": "", "stage": "", "mean": "", "std": "", "n_seeds": 0,
                     "seeds": next((o.split("=", 1)[1] for o in ov if o.startswith("seed=")), ""), "dir": job["dir"]})
     return out
