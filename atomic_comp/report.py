@@ -29,8 +29,8 @@ from atomic_comp.status import sweep_jobs
 # (pipeline.members only picks which of a suite's pipelines a job ran; each pipeline is its own row).
 NOT_A_SETTING = ("seed", "pipeline", "pipeline.members", "hydra/launcher", "cache_dir", "output_dir", "threads",
                  "logger")
-# the same keys in a job's composed config (.hydra/config.yaml), plus the sweep's name
-CONFIG_NOT_A_SETTING = ("seed", "pipeline", "cache_dir", "output_dir", "threads", "logger", "sweep_name")
+# the same keys at the top of a job's composed config (.hydra/config.yaml), plus the sweep's name
+CONFIG_NOT_A_SETTING = {k.split(".")[0].split("/")[0] for k in NOT_A_SETTING} | {"sweep_name"}
 FIELDS = ["status", "pipeline", "setting", "metric", "task", "level", "stage", "mean", "std", "n_seeds", "seeds", "dir"]
 # the hop diagnostics of evaluate.py, by metric name: (section title, what the number is, its column)
 HOP_DIAGNOSTICS = {
@@ -52,15 +52,15 @@ def _setting(overrides: list[str]) -> str:
     return ",".join(sorted(keep)) or "default"
 
 
-def _studied(job: dict) -> str:
-    """What a job studied, as its composed config less where and how it ran; its overrides' text when the
+def _studied(job: dict, text: str) -> str:
+    """What a job studied, as its composed config less where and how it ran; its overrides' `text` when the
     job folder holds no config (a job that never started). A preset and the preset's overrides spelled
     out compose the same config, so they are one setting."""
     from omegaconf import OmegaConf
 
     path = Path(job["dir"]) / ".hydra" / "config.yaml"
     if not path.is_file():
-        return "overrides:" + _setting(job.get("overrides", []))
+        return "overrides:" + text
     cfg = OmegaConf.to_container(OmegaConf.load(path))
     return json.dumps({k: v for k, v in cfg.items() if k not in CONFIG_NOT_A_SETTING}, sort_keys=True)
 
@@ -68,8 +68,8 @@ def _studied(job: dict) -> str:
 def settings(jobs: list[dict]) -> dict[str, str]:
     """Each job folder's setting label: the shortest overrides text among the jobs that studied the same
     config; two configs given the same text (defaults changed between runs) are told apart by a hash."""
-    studied = {job["dir"]: _studied(job) for job in jobs}
     texts = {job["dir"]: _setting(job.get("overrides", [])) for job in jobs}
+    studied = {job["dir"]: _studied(job, texts[job["dir"]]) for job in jobs}
     label: dict[str, str] = {}
     for d in sorted(texts, key=lambda d: (len(texts[d]), texts[d])):
         label.setdefault(studied[d], texts[d])
