@@ -214,3 +214,9 @@ def test_the_candidate_preset_keys_its_stages_as_its_overrides_do():
                            "stage.read.max_steps=6000", "stage.rl.max_steps=600", "stage.rl.save_steps=200"])
     assert preset != keys(["experiment=cpu_reader", "recipe.context.scattered_facts=0.25",
                            "stage.rl.max_steps=600", "stage.rl.save_steps=200"])  # the 3,000-step reader
+    longer_rl = keys(["experiment=cpu_reader_6k_rl1200"])
+    assert longer_rl == keys(["experiment=cpu_reader_6k", "stage.rl.max_steps=1200"])
+    # only the RL stages differ from cpu_reader_6k: its reader, injection and SFT stages are reused
+    rl, rest = lambda m: {s for stages in m for s in stages if s[0].startswith("RL(")}, \
+        lambda m: {s for stages in m for s in stages if not s[0].startswith("RL(")}
+    assert rest(longer_rl) == rest(preset) and rl(longer_rl) and rl(longer_rl).isdisjoint(rl(preset))
