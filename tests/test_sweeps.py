@@ -51,15 +51,25 @@ def test_a_proportion_sweep_shares_its_atomic_base():
     assert plan["stages"] == plan["stage_uses"] - 4 - (len(inject) - 1)
 
 
-def _fake_job(sweep: Path, seed: int, em: float, pipeline="SFT(Comp)", done=True, extra=()) -> dict:
+def _write_results(d: Path, seed: int, ems: dict[str, float], recall=False) -> None:
+    """A launch's results.json: each pipeline's stages (from its name) with `em` at every Comp level and, when
+    asked, a recall of `em` on I.I.D. relations and half of it on held-out ones."""
+    pipelines = {}
+    for pipeline, em in ems.items():
+        stages = pipeline.split("->")
+        cells = {"comp": {lv: {"em": em, "n": 10} for lv in ("iid", "composition", "zero_shot")}}
+        if recall:
+            cells["recall"] = {"iid": {"em": em, "n": 10}, "held_out": {"em": em / 2, "n": 10}}
+        pipelines[pipeline] = {"stages": [{"name": s, "kind": s.split("(")[0].lower()} for s in stages],
+                               "eval": {s: cells for s in stages}}
+    (d / "results.json").write_text(json.dumps({"seed": seed, "pipelines": pipelines}))
+
+
+def _fake_job(sweep: Path, seed: int, em: float, done=True, extra=()) -> dict:
     d = sweep / ",".join(["pipeline=sft_comp", f"seed={seed}", *extra])
     d.mkdir(parents=True)
     if done:
-        comp = {lv: {"em": em, "n": 10} for lv in ("iid", "composition", "zero_shot")}
-        (d / "results.json").write_text(json.dumps({"seed": seed, "pipelines": {pipeline: {
-            "stages": [{"name": "SFT(Comp)", "kind": "sft"}],
-            "eval": {"SFT(Comp)": {"comp": comp, "recall": {"iid": {"em": em, "n": 10},
-                                                            "held_out": {"em": em / 2, "n": 10}}}}}}}))
+        _write_results(d, seed, {"SFT(Comp)": em}, recall=True)
     return {"job_id": None, "dir": str(d), "overrides": ["pipeline=sft_comp", f"seed={seed}", *extra]}
 
 
@@ -142,13 +152,7 @@ def _run_folder(d: Path, seed: int, ems: dict[str, float], members: str, recipe=
     (d / ".hydra").mkdir(parents=True)
     if config is not None:
         (d / ".hydra" / "config.yaml").write_text(config)
-    pipelines = {}
-    for pipeline, em in ems.items():
-        stages = pipeline.split("->")
-        comp = {lv: {"em": em, "n": 10} for lv in ("iid", "composition", "zero_shot")}
-        pipelines[pipeline] = {"stages": [{"name": s, "kind": s.split("(")[0].lower()} for s in stages],
-                               "eval": {s: {"comp": comp} for s in stages}}
-    (d / "results.json").write_text(json.dumps({"seed": seed, "pipelines": pipelines}))
+    _write_results(d, seed, ems)
     (d / ".hydra" / "overrides.yaml").write_text(
         "".join(f"- {o}\n" for o in [*recipe, f"seed={seed}", "pipeline=headline", f"pipeline.members={members}"]))
     return d
