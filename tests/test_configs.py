@@ -217,6 +217,6 @@ def test_the_candidate_preset_keys_its_stages_as_its_overrides_do():
     longer_rl = keys(["experiment=cpu_reader_6k_rl1200"])
     assert longer_rl == keys(["experiment=cpu_reader_6k", "stage.rl.max_steps=1200"])
     # only the RL stages differ from cpu_reader_6k: its reader, injection and SFT stages are reused
-    rl, rest = lambda m: {s for stages in m for s in stages if s[0].startswith("RL(")}, \
-        lambda m: {s for stages in m for s in stages if not s[0].startswith("RL(")}
-    assert rest(longer_rl) == rest(preset) and rl(longer_rl) and rl(longer_rl).isdisjoint(rl(preset))
+    kind = lambda matrix, rl: {s for stages in matrix for s in stages if s[0].startswith("RL(") == rl}
+    assert kind(longer_rl, False) == kind(preset, False)
+    assert kind(longer_rl, True) and kind(longer_rl, True).isdisjoint(kind(preset, True))
