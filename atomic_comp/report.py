@@ -340,12 +340,51 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def report(sweeps: Path | list[Path], out: Path | None = None) -> list[dict]:
-    """Aggregate one sweep (written into it) or several (written into `out`)."""
+def _kept_names(sweeps: list[Path], into: Path) -> dict[Path, tuple[dict, Path]]:
+    """Each finished job's folder -> (the job, its folder under `into`): a run's own folder keeps its name, a
+    sweep's job is `<sweep>_<job>`. Refuses two jobs under one name, or a name already kept from other results."""
+    names: dict[Path, tuple[dict, Path]] = {}
+    for sweep in sweeps:
+        for job in sweep_jobs(sweep):
+            d = Path(job["dir"])
+            if not (d / "results.json").is_file():
+                continue
+            name = d.name if d.resolve() == sweep.resolve() else f"{sweep.resolve().name}_{d.name}"
+            target = into / name
+            if any(target == t for _, t in names.values()):
+                raise ValueError(f"--keep: two jobs would be kept as {target}; keep their sweeps into separate folders")
+            kept = target / "results.json"
+            if kept.is_file() and kept.read_bytes() != (d / "results.json").read_bytes():
+                raise ValueError(f"--keep: {target} already holds other results; keep into another folder")
+            names[d] = (job, target)
+    return names
+
+
+def keep(sweeps: list[Path], into: Path) -> list[Path]:
+    """Copy what the report reads of every finished job into `into`, one run folder per job: the composed
+    config, the overrides (as jobs.json or the job folder gave them) and results.json, each written
+    atomically and results.json last, as a job writes it. The kept folders are a sweep the report reads."""
+    from omegaconf import OmegaConf
+
+    names = _kept_names(sweeps, into)
+    for source, (job, target) in names.items():
+        (target / ".hydra").mkdir(parents=True, exist_ok=True)
+        if (source / ".hydra" / "config.yaml").is_file():
+            cache.write_atomic(target / ".hydra" / "config.yaml", (source / ".hydra" / "config.yaml").read_text())
+        cache.write_atomic(target / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(list(job.get("overrides", []))))
+        cache.write_atomic(target / "results.json", (source / "results.json").read_text())
+    return sorted(t for _, t in names.values())
+
+
+def report(sweeps: Path | list[Path], out: Path | None = None, keep_into: Path | None = None) -> list[dict]:
+    """Aggregate one sweep (written into it) or several (written into `out`); with `keep_into`, keep the jobs
+    there too."""
     sweeps = [sweeps] if isinstance(sweeps, Path) else list(sweeps)
     if out is None and len(sweeps) > 1:
         raise ValueError("several sweep folders need an output folder (--out DIR)")
     values, missing, passk = collect(sweeps)
+    if keep_into is not None:
+        _kept_names(sweeps, keep_into)  # refused before anything is written
     sweep = out or sweeps[0]
     sweep.mkdir(parents=True, exist_ok=True)
     table = rows(values, missing)
@@ -356,6 +395,8 @@ def report(sweeps: Path | list[Path], out: Path | None = None) -> list[dict]:
     cache.write_atomic(sweep / "report.csv", buf.getvalue())
     cache.write_atomic(sweep / "report.md", markdown(table, values))
     plots(sweep, table, passk)
+    if keep_into is not None:
+        keep(sweeps, keep_into)
     return table
 
 
@@ -363,12 +404,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Aggregate sweeps' results.json files over seeds.")
     ap.add_argument("sweep_dirs", type=Path, nargs="+", help="one sweep folder, or several (then --out)")
     ap.add_argument("--out", type=Path, default=None, help="where the report goes (default: the one sweep folder)")
+    ap.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                    help="also copy each finished job's results.json and .hydra config into DIR/<job>/ "
+                         "(a sweep folder this command reads again)")
     args = ap.parse_args(argv)
     for d in args.sweep_dirs:
         if not d.is_dir():
             ap.error(f"sweep_dirs: {d} is not a folder (expected a sweep folder such as multirun/table7)")
     try:
-        table = report(args.sweep_dirs, args.out)
+        table = report(args.sweep_dirs, args.out, args.keep)
     except ValueError as e:
         ap.error(str(e))
     out = args.out or args.sweep_dirs[0]

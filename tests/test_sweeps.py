@@ -211,6 +211,39 @@ def test_report_knows_a_preset_and_its_overrides_spelled_out_for_one_setting(tmp
     assert all(label.startswith("experiment=cpu_reader_6k [config ") for label in iid.values())
 
 
+def test_kept_jobs_make_the_same_report_after_the_run_folders_are_gone(tmp_path):
+    """`--keep DIR`: what the report reads of each finished job outlives the run folders; the kept folder is a
+    sweep that reports as the runs did, and a clash is refused before anything is written."""
+    import shutil
+
+    runs = [_run_folder(tmp_path / "runs" / f"s{s}", s, {"SFT(Comp)": 0.4 + s / 10}, "[sft_comp]",
+                        config=f"seed: {s}\nrecipe:\n  hops: 2\n") for s in (1, 2)]
+    sweep = tmp_path / "runs" / "sweep"
+    sweep.mkdir()
+    (sweep / "jobs.json").write_text(json.dumps([_fake_job(sweep, 3, 0.9), _fake_job(sweep, 4, 0.0, done=False)]))
+    kept = tmp_path / "kept"
+    report([*runs, sweep], tmp_path / "out", keep_into=kept)
+    assert sorted(p.name for p in kept.iterdir()) == ["s1", "s2", "sweep_pipeline=sft_comp,seed=3"]
+    assert (kept / "s1" / ".hydra" / "config.yaml").read_text() == "seed: 1\nrecipe:\n  hops: 2\n"
+    shutil.rmtree(tmp_path / "runs")
+    report(kept, tmp_path / "again")
+
+    def finished(out):  # report.csv less the unfinished job (not kept) and where each job lay
+        return [{k: v for k, v in r.items() if k != "dir"} for r in csv.DictReader((out / "report.csv").open())
+                if r["status"] != "missing"]
+    assert finished(tmp_path / "again") == finished(tmp_path / "out")
+    ems = {r["seeds"]: float(r["mean"]) for r in finished(tmp_path / "again")
+           if r["metric"] == "em" and r["task"] == "comp" and r["level"] == "iid"}
+    assert ems == {"1 2": pytest.approx(0.55), "3": pytest.approx(0.9)}  # two settings: the sweep had no config
+
+    other = _run_folder(tmp_path / "other" / "s1", 1, {"SFT(Comp)": 0.1}, "[sft_comp]")
+    with pytest.raises(ValueError, match="already holds other results"):
+        report(other, keep_into=kept)
+    assert not (other / "report.md").exists()  # refused before the report is written
+    assert json.loads((kept / "s1" / "results.json").read_text())["pipelines"]["SFT(Comp)"]["eval"]["SFT(Comp)"][
+        "comp"]["iid"]["em"] == pytest.approx(0.5)
+
+
 def test_report_checks_each_claim_on_the_seeds_its_pipelines_share(tmp_path):
     # the atomic route on seeds 1-3, SFT(Mem)->RL(Comp) on seed 1 only: (c) compares seed 1 with seed 1
     atomic = {1: 0.5, 2: 0.1, 3: 0.0}
