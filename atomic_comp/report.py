@@ -344,6 +344,7 @@ def _kept_names(sweeps: list[Path], into: Path) -> dict[Path, tuple[dict, Path]]
     """Each finished job's folder -> (the job, its folder under `into`): a run's own folder keeps its name, a
     sweep's job is `<sweep>_<job>`. Refuses two jobs under one name, or a name already kept from other results."""
     names: dict[Path, tuple[dict, Path]] = {}
+    taken: set[Path] = set()
     for sweep in sweeps:
         for job in sweep_jobs(sweep):
             d = Path(job["dir"])
@@ -351,29 +352,27 @@ def _kept_names(sweeps: list[Path], into: Path) -> dict[Path, tuple[dict, Path]]
                 continue
             name = d.name if d.resolve() == sweep.resolve() else f"{sweep.resolve().name}_{d.name}"
             target = into / name
-            if any(target == t for _, t in names.values()):
+            if target in taken:
                 raise ValueError(f"--keep: two jobs would be kept as {target}; keep their sweeps into separate folders")
             kept = target / "results.json"
             if kept.is_file() and kept.read_bytes() != (d / "results.json").read_bytes():
                 raise ValueError(f"--keep: {target} already holds other results; keep into another folder")
+            taken.add(target)
             names[d] = (job, target)
     return names
 
 
-def keep(sweeps: list[Path], into: Path) -> list[Path]:
-    """Copy what the report reads of every finished job into `into`, one run folder per job: the composed
-    config, the overrides (as jobs.json or the job folder gave them) and results.json, each written
-    atomically and results.json last, as a job writes it. The kept folders are a sweep the report reads."""
+def _keep(names: dict[Path, tuple[dict, Path]]) -> None:
+    """Copy what the report reads of each job (`_kept_names`) into its kept folder, one run folder per job:
+    the composed config, the overrides (as jobs.json or the job folder gave them) and results.json, each
+    written atomically and results.json last, as a job writes it. The kept folders are a sweep the report reads."""
     from omegaconf import OmegaConf
 
-    names = _kept_names(sweeps, into)
     for source, (job, target) in names.items():
-        (target / ".hydra").mkdir(parents=True, exist_ok=True)
         if (source / ".hydra" / "config.yaml").is_file():
             cache.write_atomic(target / ".hydra" / "config.yaml", (source / ".hydra" / "config.yaml").read_text())
         cache.write_atomic(target / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(list(job.get("overrides", []))))
         cache.write_atomic(target / "results.json", (source / "results.json").read_text())
-    return sorted(t for _, t in names.values())
 
 
 def report(sweeps: Path | list[Path], out: Path | None = None, keep_into: Path | None = None) -> list[dict]:
@@ -383,8 +382,7 @@ def report(sweeps: Path | list[Path], out: Path | None = None, keep_into: Path |
     if out is None and len(sweeps) > 1:
         raise ValueError("several sweep folders need an output folder (--out DIR)")
     values, missing, passk = collect(sweeps)
-    if keep_into is not None:
-        _kept_names(sweeps, keep_into)  # refused before anything is written
+    kept = _kept_names(sweeps, keep_into) if keep_into is not None else {}  # refused before anything is written
     sweep = out or sweeps[0]
     sweep.mkdir(parents=True, exist_ok=True)
     table = rows(values, missing)
@@ -395,8 +393,7 @@ def report(sweeps: Path | list[Path], out: Path | None = None, keep_into: Path |
     cache.write_atomic(sweep / "report.csv", buf.getvalue())
     cache.write_atomic(sweep / "report.md", markdown(table, values))
     plots(sweep, table, passk)
-    if keep_into is not None:
-        keep(sweeps, keep_into)
+    _keep(kept)
     return table
 
 
