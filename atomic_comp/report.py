@@ -88,19 +88,25 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def collect(sweeps: Path | list[Path]) -> tuple[dict, list[dict], dict]:
-    """({(pipeline, setting, metric, task, level, stage): {seed: value}}, missing jobs, pass@k curves)."""
+def jobs_of(sweeps: Path | list[Path]) -> dict[Path, list[dict]]:
+    """Each sweep folder -> its jobs; refuses a folder with none."""
+    found = {}
+    for sweep in [sweeps] if isinstance(sweeps, Path) else sweeps:
+        found[sweep] = sweep_jobs(sweep)
+        if not found[sweep]:
+            raise ValueError(f"{sweep} holds no jobs: no jobs.json, no job folders with .hydra/overrides.yaml, "
+                             "and it is not a run's folder itself")
+    return found
+
+
+def collect(sweeps: Path | list[Path] | dict[Path, list[dict]]) -> tuple[dict, list[dict], dict]:
+    """({(pipeline, setting, metric, task, level, stage): {seed: value}}, missing jobs, pass@k curves), from
+    sweep folders or the jobs `jobs_of` listed in them."""
     values: dict = defaultdict(dict)
     passk: dict = defaultdict(lambda: defaultdict(list))
     missing = []
     source: dict = {}  # (pipeline, setting, seed) -> the job folder it came from
-    jobs = []
-    for sweep in [sweeps] if isinstance(sweeps, Path) else sweeps:
-        found = sweep_jobs(sweep)
-        if not found:
-            raise ValueError(f"{sweep} holds no jobs: no jobs.json, no job folders with .hydra/overrides.yaml, "
-                             "and it is not a run's folder itself")
-        jobs += found
+    jobs = [job for found in (sweeps if isinstance(sweeps, dict) else jobs_of(sweeps)).values() for job in found]
     setting_of = settings(jobs)
     for job in jobs:
         job["setting"] = setting_of[job["dir"]]
@@ -340,13 +346,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _kept_names(sweeps: list[Path], into: Path) -> dict[Path, tuple[dict, Path]]:
+def _kept_names(sweeps: dict[Path, list[dict]], into: Path) -> dict[Path, tuple[dict, Path]]:
     """Each finished job's folder -> (the job, its folder under `into`): a run's own folder keeps its name, a
     sweep's job is `<sweep>_<job>`. Refuses two jobs under one name, or a name already kept from other results."""
     names: dict[Path, tuple[dict, Path]] = {}
     taken: set[Path] = set()
-    for sweep in sweeps:
-        for job in sweep_jobs(sweep):
+    for sweep, jobs in sweeps.items():
+        for job in jobs:
             d = Path(job["dir"])
             if not (d / "results.json").is_file():
                 continue
@@ -381,8 +387,9 @@ def report(sweeps: Path | list[Path], out: Path | None = None, keep_into: Path |
     sweeps = [sweeps] if isinstance(sweeps, Path) else list(sweeps)
     if out is None and len(sweeps) > 1:
         raise ValueError("several sweep folders need an output folder (--out DIR)")
-    values, missing, passk = collect(sweeps)
-    kept = _kept_names(sweeps, keep_into) if keep_into is not None else {}  # refused before anything is written
+    jobs = jobs_of(sweeps)
+    values, missing, passk = collect(jobs)
+    kept = _kept_names(jobs, keep_into) if keep_into is not None else {}  # refused before anything is written
     sweep = out or sweeps[0]
     sweep.mkdir(parents=True, exist_ok=True)
     table = rows(values, missing)
