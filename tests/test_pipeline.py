@@ -356,6 +356,27 @@ def test_data_seed_keeps_the_test_set_while_the_seed_draws_another_training(two_
     assert [k for _, k in stages] == [other["pipelines"]["SFT(Mem+Ctx)"]["injection"]["key"], sft["key"]]
 
 
+def test_a_data_seed_equal_to_the_seed_is_the_same_run():
+    """`data_seed=S seed=S` trains and evaluates what `seed=S` does: every stage key is the same, so the
+    stages are shared through the cache, and `data_seed=S` with another seed keys other training stages."""
+    from hydra import compose, initialize_config_dir
+
+    from atomic_comp import pipeline as pl
+    from atomic_comp.config import RunConfig, to_typed
+
+    def keys(*overrides: str) -> list[str]:
+        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+            cfg = to_typed(compose("config", overrides=[*SMALL, "pipeline=sft_mem_ctx__rl_comp", *overrides]),
+                           RunConfig)
+        (_, stages), = pl.plan(cfg)
+        return [k for _, k in stages]
+
+    same = keys("seed=2")
+    assert keys("seed=2", "data_seed=2") == same
+    other = keys("seed=3", "data_seed=2")
+    assert len(other) == len(same) and not set(other) & set(same)
+
+
 def test_two_process_data_parallel_matches_one_process(tmp_path):
     """Two CPU processes (gloo) through the same code, global batch 8 = 2 x 4: the same loss curve as one
     process with batch 8, within 1e-4 relative (only the order of floating-point sums differs)."""
