@@ -99,14 +99,14 @@ def jobs_of(sweeps: Path | list[Path]) -> dict[Path, list[dict]]:
     return found
 
 
-def collect(sweeps: Path | list[Path] | dict[Path, list[dict]]) -> tuple[dict, list[dict], dict]:
+def collect(sweeps: dict[Path, list[dict]]) -> tuple[dict, list[dict], dict]:
     """({(pipeline, setting, metric, task, level, stage): {seed: value}}, missing jobs, pass@k curves), from
-    sweep folders or the jobs `jobs_of` listed in them."""
+    the jobs `jobs_of` listed in the sweep folders."""
     values: dict = defaultdict(dict)
     passk: dict = defaultdict(lambda: defaultdict(list))
     missing = []
     source: dict = {}  # (pipeline, setting, seed) -> the job folder it came from
-    jobs = [job for found in (sweeps if isinstance(sweeps, dict) else jobs_of(sweeps)).values() for job in found]
+    jobs = [job for found in sweeps.values() for job in found]
     setting_of = settings(jobs)
     for job in jobs:
         job["setting"] = setting_of[job["dir"]]

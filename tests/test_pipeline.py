@@ -475,11 +475,11 @@ def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summar
         flags = [p["relations_written"] for p in preds if p["task"] == task and p["level"] == "zero_shot"]
         assert None not in flags and written[task]["zero_shot"] == {"em": sum(flags) / len(flags), "n": len(flags)}
     assert "Zero-shot chains that write every hop's relation phrase" in res.stdout + res.stderr
-    from atomic_comp.report import collect, markdown, rows as table_rows
+    from atomic_comp.report import collect, jobs_of, markdown, rows as table_rows
 
     sweep = root / "forced_sweep"
     shutil.copytree(out, sweep / "seed=1")
-    values, missing, _ = collect(sweep)
+    values, missing, _ = collect(jobs_of(sweep))
     text = markdown(table_rows(values, missing), values)
     assert "## Teacher-forced hops" in text and "zero_shot:contextual/held_out" in text
     for task, cells in rec["eval"]["SFT(Mem+Ctx)"]["zero_shot_by_relation"].items():
