@@ -56,6 +56,18 @@ def wandb_offline_run(job_dir) -> tuple[dict, dict]:
     return next(r["run"] for r in records if r["type"] == "run"), summary
 
 
+def composed(*overrides: str):
+    """The typed RunConfig launch.py composes from these overrides (validation is left to the caller)."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from atomic_comp.config import RunConfig, to_typed
+
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        return to_typed(compose("config", overrides=list(overrides)), RunConfig)
+
+
 def tiny_recipe(**kw) -> RecipeConfig:
     """The tiny recipe of conf/recipe/tiny.yaml, smaller pools so tests stay fast."""
     r = RecipeConfig(sft_pool=TaskCounts(mem=400, ctx=400, comp=400), rl_pool=TaskCounts(mem=100, ctx=100, comp=200),

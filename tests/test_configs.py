@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from atomic_comp.config import ConfigError, RunConfig, to_typed, validate_run
 from atomic_comp.pipeline import pipeline_name, resolve, slug
+from tests.conftest import composed
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -20,25 +21,20 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-def _compose(overrides: list[str]) -> RunConfig:
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return to_typed(compose("config", overrides=overrides), RunConfig)
-
-
 @pytest.mark.parametrize("group", ["world", "recipe", "model", "stage", "pipeline", "eval", "deepspeed", "logger",
                                    "experiment", "sweep", "hydra/launcher"])
 def test_every_option_composes_and_validates(group):
     options = _options(group)
     assert options
     for option in options:
-        cfg = _compose([f"{group}={option}"])
+        cfg = composed(f"{group}={option}")
         validate_run(cfg, check_deepspeed=False)
 
 
 def test_pipeline_options_are_slugs_of_their_names():
     names = set()
     for option in _options("pipeline"):
-        cfg = _compose([f"pipeline={option}"])
+        cfg = composed(f"pipeline={option}")
         for pipe in resolve(cfg):
             assert pipe.name == pipeline_name(pipe.stages)
             names.add(pipe.name)
@@ -80,7 +76,7 @@ def test_pipeline_options_are_slugs_of_their_names():
     ("+pipeline.stages=[{kind: sft, tasks: [mem]}]", "pipeline"),
 ])
 def test_bad_run_values_name_key_value_and_allowed(override, key):
-    cfg = _compose(override if isinstance(override, list) else [override])
+    cfg = composed(*(override if isinstance(override, list) else [override]))
     with pytest.raises(ConfigError) as err:
         validate_run(cfg)
     assert err.value.key.startswith(key)
@@ -88,14 +84,14 @@ def test_bad_run_values_name_key_value_and_allowed(override, key):
 
 
 def test_stage_overrides_are_typed():
-    cfg = _compose(["pipeline=sft_comp", "+pipeline.stages.0.overrides={max_stepz: 3}"])
+    cfg = composed("pipeline=sft_comp", "+pipeline.stages.0.overrides={max_stepz: 3}")
     with pytest.raises(ConfigError, match="overrides"):
         validate_run(cfg)
 
 
 def test_freezing_a_lora_stage_is_refused_with_the_stage_named():
     """peft trains adapters and freezes every base weight: a freeze list there would silently mean nothing."""
-    cfg = _compose(["pipeline=sft_mem_ctx__lora_comp", "stage.sft.freeze=[mlp]"])
+    cfg = composed("pipeline=sft_mem_ctx__lora_comp", "stage.sft.freeze=[mlp]")
     with pytest.raises(ConfigError) as err:
         validate_run(cfg)
     assert err.value.key == "pipeline.stages[1].overrides.freeze" and err.value.value == ["mlp"]
@@ -126,7 +122,7 @@ def test_the_default_world_holds_the_default_recipe_on_every_seed_the_readme_run
     """`python launch.py -m seed=1,2,3` must not stop at "the world is too small for this recipe"."""
     from atomic_comp.recipe import load_data
 
-    cfg = _compose([f"seed={seed}"])
+    cfg = composed(f"seed={seed}")
     data = load_data(cfg.world, cfg.recipe, cfg.seed, str(tmp_path))
     for task in ("mem", "ctx", "comp"):
         assert data.splits["train_sft"]["task"].count(task) == getattr(cfg.recipe.sft_pool, task)
@@ -139,7 +135,7 @@ def test_reference_config_is_current_and_is_the_composed_default():
 
     text = reference.generate()
     assert reference.REFERENCE.read_text() == text, "stale: run `python -m atomic_comp.reference` and commit it"
-    assert to_typed(OmegaConf.create(text), RunConfig) == _compose([])
+    assert to_typed(OmegaConf.create(text), RunConfig) == composed()
     lines = text.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith("  n_parametric:"))
     assert lines[at - 1] == "  # people whose biographies are trained into the weights"

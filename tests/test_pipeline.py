@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wandb_offline_run
+from tests.conftest import composed, wandb_offline_run
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,15 +146,10 @@ def test_the_knowledge_injection_stage_is_shared_by_every_pipeline(two_pipelines
 
 
 def test_biographies_mix_into_the_first_sft_without_an_injection_stage(tmp_path):
-    from hydra import compose, initialize_config_dir
-
     from atomic_comp import pipeline as pl
-    from atomic_comp.config import RunConfig, to_typed
 
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        staged = to_typed(compose("config", overrides=[*SMALL, "pipeline=sft_mem_ctx__rl_comp"]), RunConfig)
-        mixed = to_typed(compose("config", overrides=[*SMALL, "pipeline=sft_mem_ctx__rl_comp",
-                                                      "stage.injection=first_sft"]), RunConfig)
+    staged = composed(*SMALL, "pipeline=sft_mem_ctx__rl_comp")
+    mixed = composed(*SMALL, "pipeline=sft_mem_ctx__rl_comp", "stage.injection=first_sft")
     (_, staged_plan), = pl.plan(staged)
     (_, mixed_plan), = pl.plan(mixed)
     assert [n for n, _ in staged_plan] == ["Inject(Bios)", "SFT(Mem+Ctx)", "RL(Comp)"]
@@ -166,17 +161,12 @@ def test_biographies_mix_into_the_first_sft_without_an_injection_stage(tmp_path)
 
 
 def test_bio_replay_mixes_biographies_into_every_sft_stage_after_the_injection():
-    from hydra import compose, initialize_config_dir
-
     from atomic_comp import pipeline as pl
-    from atomic_comp.config import RunConfig, to_typed
 
     args = [*SMALL, "pipeline=sft_mem_ctx__sft_comp"]
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        plain = to_typed(compose("config", overrides=args), RunConfig)
-        replay = to_typed(compose("config", overrides=[*args, "stage.bio_replay=true"]), RunConfig)
-        rl = to_typed(compose("config", overrides=[*SMALL, "pipeline=sft_mem_ctx__rl_comp", "stage.bio_replay=true"]),
-                      RunConfig)
+    plain = composed(*args)
+    replay = composed(*args, "stage.bio_replay=true")
+    rl = composed(*SMALL, "pipeline=sft_mem_ctx__rl_comp", "stage.bio_replay=true")
     first, second = replay.pipeline.stages
     assert [pl.stage_config(replay, s, i == 0)[2] for i, s in enumerate((first, second))] == [True, True]
     assert [pl.stage_config(plain, s, i == 0)[2] for i, s in enumerate((first, second))] == [False, False]
@@ -271,16 +261,10 @@ def test_passk_evaluation_runs_from_the_cache_without_retraining(two_pipelines):
 
 
 def test_stage_keys_depend_only_on_what_changes_the_stage():
-    from hydra import compose, initialize_config_dir
-
     from atomic_comp import pipeline as pl
-    from atomic_comp.config import RunConfig, to_typed
 
     def keys(*overrides):
-        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-            cfg = to_typed(compose("config", overrides=["experiment=smoke", "pipeline=sft_mem_ctx__rl_comp",
-                                                        *overrides]), RunConfig)
-        (_, stages), = pl.plan(cfg)
+        (_, stages), = pl.plan(composed("experiment=smoke", "pipeline=sft_mem_ctx__rl_comp", *overrides))
         return [key for name, key in stages if name != pl.INJECT_NAME]
 
     base = keys()
@@ -300,13 +284,9 @@ def test_eval_keys_change_with_the_metric_code_not_only_its_config(monkeypatch):
     """A cached evaluation is reused only while the code that scores it is the same."""
     from types import SimpleNamespace
 
-    from hydra import compose, initialize_config_dir
-
     from atomic_comp import pipeline as pl
-    from atomic_comp.config import RunConfig, to_typed
 
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = to_typed(compose("config", overrides=["experiment=smoke"]), RunConfig)
+    cfg = composed("experiment=smoke")
     data, record = SimpleNamespace(key="data-x"), {"key": "stage-y"}
     base = pl.eval_key(cfg, data, record)
     assert pl.eval_key(cfg, data, record) == base
@@ -316,25 +296,17 @@ def test_eval_keys_change_with_the_metric_code_not_only_its_config(monkeypatch):
 
 
 def test_plan_matches_the_keys_a_run_uses(two_pipelines):
-    from hydra import compose, initialize_config_dir
-
     from atomic_comp import pipeline as pl
-    from atomic_comp.config import RunConfig, to_typed
 
     res, _, _ = two_pipelines
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = to_typed(compose("config", overrides=[*SMALL, "pipeline=headline",
-                       "pipeline.members=[sft_mem_ctx__rl_comp,sft_mem_ctx__rl_mem_ctx]"]), RunConfig)
+    cfg = composed(*SMALL, "pipeline=headline", "pipeline.members=[sft_mem_ctx__rl_comp,sft_mem_ctx__rl_mem_ctx]")
     for name, stages in pl.plan(cfg):
         rec = res["pipelines"][name]
         assert [k for _, k in stages] == [rec["injection"]["key"]] + [s["key"] for s in rec["stages"]]
 
 
 def test_data_seed_keeps_the_test_set_while_the_seed_draws_another_training(two_pipelines):
-    from hydra import compose, initialize_config_dir
-
     from atomic_comp import pipeline as pl
-    from atomic_comp.config import RunConfig, to_typed
 
     res, _, root = two_pipelines
     overrides = ["pipeline=sft_mem_ctx", "seed=2", "data_seed=1"]
@@ -350,25 +322,17 @@ def test_data_seed_keeps_the_test_set_while_the_seed_draws_another_training(two_
                 if (p["pipeline"], p["stage"]) == (pipeline, "SFT(Mem+Ctx)")]
 
     assert asked(root / "data_seed", "SFT(Mem+Ctx)") == asked(root / "out1", "SFT(Mem+Ctx)->RL(Comp)")
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = to_typed(compose("config", overrides=[*SMALL, *overrides]), RunConfig)
-    (_, stages), = pl.plan(cfg)  # the dry run keys it the same way
+    (_, stages), = pl.plan(composed(*SMALL, *overrides))  # the dry run keys it the same way
     assert [k for _, k in stages] == [other["pipelines"]["SFT(Mem+Ctx)"]["injection"]["key"], sft["key"]]
 
 
 def test_a_data_seed_equal_to_the_seed_is_the_same_run():
     """`data_seed=S seed=S` trains and evaluates what `seed=S` does: every stage key is the same, so the
     stages are shared through the cache, and `data_seed=S` with another seed keys other training stages."""
-    from hydra import compose, initialize_config_dir
-
     from atomic_comp import pipeline as pl
-    from atomic_comp.config import RunConfig, to_typed
 
     def keys(*overrides: str) -> list[str]:
-        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-            cfg = to_typed(compose("config", overrides=[*SMALL, "pipeline=sft_mem_ctx__rl_comp", *overrides]),
-                           RunConfig)
-        (_, stages), = pl.plan(cfg)
+        (_, stages), = pl.plan(composed(*SMALL, "pipeline=sft_mem_ctx__rl_comp", *overrides))
         return [k for _, k in stages]
 
     same = keys("seed=2")

@@ -15,7 +15,7 @@ from atomic_comp.config import ConfigError, ReadingConfig, validate_reading
 from atomic_comp.families.biography.relations import RELATIONS
 from atomic_comp.prompts import ANSWER_MARKER, format_prompt
 from atomic_comp.reading import load_reading, reading_items, vocabulary
-from tests.conftest import wandb_offline_run
+from tests.conftest import composed, wandb_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ReadingConfig(items=300, relations=40, held_out=10, names=20, values=30, test_items=60)
@@ -190,18 +190,14 @@ def test_the_reading_stage_runs_first_and_every_pipeline_shares_it(tmp_path):
 def test_the_plan_puts_reading_before_the_injection_and_leaves_keys_alone_when_off():
     import dataclasses
 
-    from hydra import compose, initialize_config_dir
-
     from atomic_comp import cache
     from atomic_comp import pipeline as pl
-    from atomic_comp.config import RunConfig, to_typed
     from atomic_comp.recipe import data_key
 
     args = ["experiment=smoke", "pipeline=sft_mem_ctx__rl_comp"]
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        off = to_typed(compose("config", overrides=args), RunConfig)
-        on = to_typed(compose("config", overrides=[*args, "reading.items=50"]), RunConfig)
-        longer = to_typed(compose("config", overrides=[*args, "reading.items=50", "stage.read.max_steps=9"]), RunConfig)
+    off = composed(*args)
+    on = composed(*args, "reading.items=50")
+    longer = composed(*args, "reading.items=50", "stage.read.max_steps=9")
     (_, plain), = pl.plan(off)
     (_, read), = pl.plan(on)
     (_, read9), = pl.plan(longer)
@@ -218,12 +214,9 @@ def test_the_plan_puts_reading_before_the_injection_and_leaves_keys_alone_when_o
 
 
 def _composed(*overrides: str):
-    from hydra import compose, initialize_config_dir
+    from atomic_comp.config import validate_run
 
-    from atomic_comp.config import RunConfig, to_typed, validate_run
-
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = to_typed(compose("config", overrides=["experiment=smoke", *overrides]), RunConfig)
+    cfg = composed("experiment=smoke", *overrides)
     validate_run(cfg)
     return cfg
 

@@ -250,8 +250,6 @@ def test_fresh_objects_swap_a_share_of_training_ctx_objects_for_unmentioned_ones
     """fresh_objects swaps each hop's object of that share of training Ctx items, throughout context and chain,
     for a person or value the item did not mention; the chain still follows the context, and every other
     item, test items included, stays exactly the default's."""
-    import re
-
     default, fresh = (_family(tiny_world_cfg, fresh_objects=share) for share in (0.0, 0.5))
     plain, swapped = _changed_only_in("ctx", default, fresh)
     world = fresh.world
@@ -292,8 +290,6 @@ def test_fresh_comp_objects_swap_the_trailing_contextual_objects_of_a_share_of_t
     """fresh_comp_objects swaps the objects of a training Comp item's trailing contextual hops, throughout
     context and chain, for ones the item did not mention; the hops before them, parametric ones included, stay
     memory's facts, items that end on a parametric hop never change, and every other item is the default's."""
-    import re
-
     default, fresh = (_family(tiny_world_cfg, fresh_comp_objects=share) for share in (0.0, 0.5))
     plain, swapped = _changed_only_in("comp", default, fresh)
     eligible = changed = 0
