@@ -58,13 +58,12 @@ def wandb_offline_run(job_dir) -> tuple[dict, dict]:
 
 def composed(*overrides: str):
     """The typed RunConfig launch.py composes from these overrides (validation is left to the caller)."""
-    from pathlib import Path
-
     from hydra import compose, initialize_config_dir
 
     from atomic_comp.config import RunConfig, to_typed
+    from atomic_comp.pipeline import CONF_DIR
 
-    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return to_typed(compose("config", overrides=list(overrides)), RunConfig)
 
 
