@@ -563,6 +563,22 @@ def register_schemas() -> None:
 register_schemas()
 
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config tree launch.py composes
+
+
+def compose_config(overrides=(), config_name: str = "config", return_hydra_config: bool = False) -> DictConfig:
+    """What launch.py composes from these overrides, outside a Hydra app (plan, reference, benches, tests)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def composed(overrides=(), schema: type | None = None, config_name: str = "config") -> Any:
+    """compose_config merged onto its schema (RunConfig unless given); validation is left to the caller."""
+    return to_typed(compose_config(overrides, config_name), schema or RunConfig)
+
+
 def to_typed(cfg: DictConfig | dict, schema: type) -> Any:
     """Merge a composed config onto its dataclass schema and return the typed object."""
     try:
@@ -655,8 +671,6 @@ def validate_run(cfg: RunConfig, check_deepspeed: bool = True) -> None:
         _validate_stage_hyper(cfg.stage.read, "stage.read")
     ds = cfg.deepspeed
     if ds.name:
-        from atomic_comp.pipeline import CONF_DIR
-
         _check(bool(ds.config_file) and (CONF_DIR / "deepspeed" / str(ds.config_file)).is_file(),
                "deepspeed.config_file", ds.config_file, f"a JSON file in {CONF_DIR / 'deepspeed'}")
         if check_deepspeed:
@@ -689,8 +703,8 @@ def _validate_pipeline(cfg: RunConfig) -> None:
     _check(bool(p.members) != bool(p.stages), "pipeline", p.name,
            "a pipeline with stages, or a suite with members (conf/pipeline/)")
     for member in p.members:
-        _check((pl.CONF_DIR / "pipeline" / f"{member}.yaml").is_file(), "pipeline.members", member,
-               f"a pipeline option in {pl.CONF_DIR / 'pipeline'}")
+        _check((CONF_DIR / "pipeline" / f"{member}.yaml").is_file(), "pipeline.members", member,
+               f"a pipeline option in {CONF_DIR / 'pipeline'}")
     for i, pipe in enumerate(pl.resolve(cfg)):
         prefix = "pipeline" if not p.members else f"pipeline.members[{i}]"
         _check(bool(pipe.stages), f"{prefix}.stages", pipe.stages, "at least one stage")

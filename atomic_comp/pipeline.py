@@ -20,7 +20,7 @@ from datasets import Dataset
 from omegaconf import OmegaConf
 
 from atomic_comp import cache, distributed
-from atomic_comp.config import RLConfig, RunConfig, SFTConfig, StageSpec, default_cache_dir, world_seed
+from atomic_comp.config import CONF_DIR, RLConfig, RunConfig, SFTConfig, StageSpec, default_cache_dir, world_seed
 from atomic_comp.prompts import format_completion, format_prompt
 from atomic_comp.reading import _CODE_FILES as READING_CODE_FILES
 from atomic_comp.reading import Reading, load_reading, reading_key
@@ -29,7 +29,6 @@ from atomic_comp.recipe import Data, stage_items
 
 TASK_NAMES = {"mem": "Mem", "ctx": "Ctx", "comp": "Comp"}
 KIND_NAMES = {"sft": "SFT", "rl": "RL", "lora": "LoRA"}
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def stage_name(spec: StageSpec) -> str:

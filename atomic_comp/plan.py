@@ -12,23 +12,20 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
 from atomic_comp import cache
-from atomic_comp.config import RunConfig, default_cache_dir, to_typed, validate_run
-from atomic_comp.pipeline import CONF_DIR
+from atomic_comp.config import compose_config, composed, default_cache_dir, validate_run
 from atomic_comp.pipeline import plan as stage_plan
 
 
 def job_overrides(overrides: list[str]) -> list[list[str]]:
     """Expand CLI overrides and the sweep file's hydra.sweeper.params as Hydra's basic sweeper does."""
     fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=fixed, return_hydra_config=True)
+    cfg = compose_config(fixed, return_hydra_config=True)
     # without a sweep= preset the sweeper has no params (None), and the CLI's own a=1,2 lists are the sweep
     params = cfg.hydra.sweeper.params
     params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
@@ -44,8 +41,7 @@ def dry_run(overrides: list[str]) -> dict:
     cached = set()
     matrix = []
     for i, job in enumerate(jobs):
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = to_typed(compose("config", overrides=job), RunConfig)
+        cfg = composed(job)
         validate_run(cfg, check_deepspeed=False)
         stages_root = Path(cfg.cache_dir or default_cache_dir()) / "stages"
         for pipe, stages in stage_plan(cfg):

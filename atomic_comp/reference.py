@@ -22,8 +22,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from .cache import write_atomic
-from .config import RunConfig
-from .pipeline import CONF_DIR
+from .config import CONF_DIR, RunConfig, compose_config
 
 REFERENCE = CONF_DIR.parent / "docs" / "reference_config.yaml"
 HEADER = """\
@@ -76,11 +75,7 @@ def render(values: dict[str, Any], schema: type, indent: int = 0) -> str:
 
 def generate() -> str:
     """The reference text for the main app's composed default."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config")
-    values = OmegaConf.to_container(cfg, resolve=False)
+    values = OmegaConf.to_container(compose_config(), resolve=False)
     return HEADER + render(values, RunConfig) + "\n"
 
 

@@ -14,20 +14,13 @@ import resource
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from atomic_comp.config import DataConfig, to_typed, validate_data
+from atomic_comp.config import DataConfig, composed, validate_data
 from atomic_comp.recipe import SPLITS, load_data
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def main(overrides: list[str]) -> None:
     overrides = overrides or ["world=paper", "recipe=paper"]
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = to_typed(compose("data", overrides=overrides), DataConfig)
+    cfg = composed(overrides, DataConfig, "data")
     validate_data(cfg)
     with tempfile.TemporaryDirectory() as cache:
         t0 = time.perf_counter()

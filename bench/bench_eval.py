@@ -15,17 +15,13 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from atomic_comp.config import RunConfig, to_typed
+from atomic_comp.config import RunConfig, composed
 from atomic_comp.evaluate import generate_greedy, sample_completions
 from atomic_comp.models import load_model, load_tokenizer
 from atomic_comp.pipeline import base_model
 from atomic_comp.prompts import format_prompt
 from atomic_comp.recipe import load_data
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -38,8 +34,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="a trained checkpoint (default: the untrained base model)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg: RunConfig = to_typed(compose("config", overrides=args.overrides), RunConfig)
+    cfg: RunConfig = composed(args.overrides)
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(cfg.cache_dir or tmp)
         data = load_data(cfg.world, cfg.recipe, cfg.seed, str(cache))

@@ -15,16 +15,12 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from atomic_comp.config import RunConfig, to_typed, validate_run
+from atomic_comp.config import RunConfig, composed, validate_run
 from atomic_comp.pipeline import _rl_rows, _sft_rows, base_model, stage_config
 from atomic_comp.recipe import load_data, stage_items
 from atomic_comp.stages import rl, sft
 from atomic_comp.stages.common import pick_device
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def matmul_peak(device: str, dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
     a = torch.randn(n, n, device=device, dtype=dtype)
@@ -42,8 +38,7 @@ def matmul_peak(device: str, dtype: torch.dtype, n: int = 2048, reps: int = 10) 
 
 
 def main(overrides: list[str]) -> None:
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg: RunConfig = to_typed(compose("config", overrides=["pipeline=sft_mem_ctx__rl_comp", *overrides]), RunConfig)
+    cfg: RunConfig = composed(["pipeline=sft_mem_ctx__rl_comp", *overrides])
     validate_run(cfg)
     device = pick_device(cfg.device)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

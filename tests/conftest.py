@@ -58,13 +58,9 @@ def wandb_offline_run(job_dir) -> tuple[dict, dict]:
 
 def composed(*overrides: str):
     """The typed RunConfig launch.py composes from these overrides (validation is left to the caller)."""
-    from hydra import compose, initialize_config_dir
+    from atomic_comp.config import composed as composed_run
 
-    from atomic_comp.config import RunConfig, to_typed
-    from atomic_comp.pipeline import CONF_DIR
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return to_typed(compose("config", overrides=list(overrides)), RunConfig)
+    return composed_run(overrides)
 
 
 def tiny_recipe(**kw) -> RecipeConfig:

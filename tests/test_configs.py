@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from atomic_comp.config import ConfigError, RunConfig, to_typed, validate_run
+from atomic_comp.config import ConfigError, RunConfig, compose_config, to_typed, validate_run
 from atomic_comp.pipeline import pipeline_name, resolve, slug
 from tests.conftest import composed
 
@@ -178,8 +177,7 @@ def _output_dirs(overrides: list[str]) -> tuple[str, str]:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    cfg = compose_config(overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     return OmegaConf.select(cfg, "hydra.run.dir"), OmegaConf.select(cfg, "hydra.sweep.subdir")
 

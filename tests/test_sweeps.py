@@ -182,16 +182,14 @@ def test_report_knows_a_preset_and_its_overrides_spelled_out_for_one_setting(tmp
     """A setting is what the job composed, not how its command was typed: `experiment=cpu_reader_6k` and the
     preset's overrides given one by one are one setting (labelled by the shorter text); the same text
     composing two configs (defaults changed between runs) is two settings, told apart."""
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import atomic_comp.config  # noqa: F401  (registers the schema the configs extend)
+    from atomic_comp.config import compose_config
 
     preset = ["experiment=cpu_reader_6k"]
     spelled = ["experiment=cpu_reader", "recipe.context.scattered_facts=0.25", "stage.read.max_steps=6000",
                "stage.rl.max_steps=600", "stage.rl.save_steps=200"]
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        config = {tuple(r): OmegaConf.to_yaml(compose("config", [*r, "seed=1"])) for r in (preset, spelled)}
+    config = {tuple(r): OmegaConf.to_yaml(compose_config([*r, "seed=1"])) for r in (preset, spelled)}
     assert config[tuple(preset)] == config[tuple(spelled)]
     runs = [_run_folder(tmp_path / "s1", 1, {"SFT(Comp)": 0.5}, "[sft_comp]", preset, config[tuple(preset)]),
             _run_folder(tmp_path / "s2", 2, {"SFT(Comp)": 0.7}, "[sft_comp]", spelled,
