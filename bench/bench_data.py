@@ -18,6 +18,7 @@ import time
 from atomic_comp.config import DataConfig, composed, validate_data
 from atomic_comp.recipe import SPLITS, load_data
 
+
 def main(overrides: list[str]) -> None:
     overrides = overrides or ["world=paper", "recipe=paper"]
     cfg = composed(overrides, DataConfig, "data")
