@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from atomic_comp.config import CONF_DIR
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +28,7 @@ def leaf_overrides(node, prefix: str) -> list[str]:
 
 
 # experiment=smoke's world and recipe, for the data app, which has no experiment group
-SMOKE = OmegaConf.load(ROOT / "conf" / "experiment" / "smoke.yaml")
+SMOKE = OmegaConf.load(CONF_DIR / "experiment" / "smoke.yaml")
 SMOKE_DATA = leaf_overrides(SMOKE.world, "world") + leaf_overrides(SMOKE.recipe, "recipe")
 
 

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from atomic_comp.config import ConfigError, RunConfig, compose_config, to_typed, validate_run
+from atomic_comp.config import CONF_DIR, ConfigError, RunConfig, compose_config, to_typed, validate_run
 from atomic_comp.pipeline import pipeline_name, resolve, slug
 from tests.conftest import composed
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize("group", ["world", "recipe", "model", "stage", "pipeline", "eval", "deepspeed", "logger",
@@ -67,7 +66,7 @@ def test_pipeline_options_are_slugs_of_their_names():
     ("recipe.context.read_parametric=-0.5", "recipe.context.read_parametric"),
     ("model.num_heads=3", "model.num_heads"),
     ("model.revision=main", "model.revision"),  # the tiny model is built, not fetched
-    (["model=qwen2.5-0.5b", f"model.pretrained={CONF}", "model.revision=main"], "model.revision"),  # a local folder
+    (["model=qwen2.5-0.5b", f"model.pretrained={CONF_DIR}", "model.revision=main"], "model.revision"),  # a local folder
     ("stage.sft.freeze=[attention]", "stage.sft.freeze"),
     ("stage.rl.freeze=[mlp,layers]", "stage.rl.freeze"),
     ("pipeline.members=[nope]", "pipeline.members"),
