@@ -13,7 +13,6 @@ from typing import Callable
 
 from atomic_comp import cache
 from atomic_comp.config import EVAL_LEVELS, RunConfig, world_seed
-from atomic_comp.recipe import load_data
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +217,7 @@ def _suite(cfg: RunConfig, out: Path, progress, device: str, main: bool, t0: flo
     tracker = Tracker(cfg if main else dataclasses.replace(cfg, logger=dataclasses.replace(cfg.logger, name="none")),
                       out, len(pipelines))
     progress({"status": "building data"})
-    data = load_data(cfg.world, cfg.recipe, world_seed(cfg), cfg.cache_dir)
+    data = pl.run_data(cfg)
     results: dict = {"seed": cfg.seed, "data_seed": world_seed(cfg), "sweep": cfg.sweep_name, "data_key": data.key,
                      "device": device,
                      "slurm_job_id": os.environ.get("SLURM_JOB_ID"),

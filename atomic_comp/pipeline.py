@@ -25,10 +25,15 @@ from atomic_comp.prompts import format_completion, format_prompt
 from atomic_comp.reading import _CODE_FILES as READING_CODE_FILES
 from atomic_comp.reading import Reading, load_reading, reading_key
 from atomic_comp.recipe import _CODE_FILES as DATA_CODE_FILES
-from atomic_comp.recipe import Data, stage_items
+from atomic_comp.recipe import Data, load_data, stage_items
 
 TASK_NAMES = {"mem": "Mem", "ctx": "Ctx", "comp": "Comp"}
 KIND_NAMES = {"sft": "SFT", "rl": "RL", "lora": "LoRA"}
+
+
+def run_data(cfg: RunConfig, cache_dir: str | None = None) -> Data:
+    """A run's data: its world and items drawn from `data_seed` (the run's `seed` when that is unset)."""
+    return load_data(cfg.world, cfg.recipe, world_seed(cfg), cfg.cache_dir if cache_dir is None else cache_dir)
 
 
 def stage_name(spec: StageSpec) -> str:

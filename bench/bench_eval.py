@@ -16,12 +16,11 @@ from pathlib import Path
 
 import torch
 
-from atomic_comp.config import RunConfig, composed, world_seed
+from atomic_comp.config import RunConfig, composed
 from atomic_comp.evaluate import generate_greedy, sample_completions
 from atomic_comp.models import load_model, load_tokenizer
-from atomic_comp.pipeline import base_model
+from atomic_comp.pipeline import base_model, run_data
 from atomic_comp.prompts import format_prompt
-from atomic_comp.recipe import load_data
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
     cfg: RunConfig = composed(args.overrides)
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(cfg.cache_dir or tmp)
-        data = load_data(cfg.world, cfg.recipe, world_seed(cfg), str(cache))
+        data = run_data(cfg, str(cache))
         ckpt = args.checkpoint or base_model(cfg, data, cache / "models")[0]
         model, tok = load_model(ckpt), load_tokenizer(ckpt)
         test = data.splits["test"]

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from atomic_comp.config import RunConfig, composed, validate_run, world_seed
-from atomic_comp.pipeline import _rl_rows, _sft_rows, base_model, stage_config
-from atomic_comp.recipe import load_data, stage_items
+from atomic_comp.config import RunConfig, composed, validate_run
+from atomic_comp.pipeline import _rl_rows, _sft_rows, base_model, run_data, stage_config
+from atomic_comp.recipe import stage_items
 from atomic_comp.stages import rl, sft
 from atomic_comp.stages.common import pick_device
 
@@ -46,7 +46,7 @@ def main(overrides: list[str]) -> None:
     peak = matmul_peak(device, dtype)
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(cfg.cache_dir or tmp)
-        data = load_data(cfg.world, cfg.recipe, world_seed(cfg), str(cache))
+        data = run_data(cfg, str(cache))
         parent, _, _ = base_model(cfg, data, cache / "models")
         from atomic_comp.models import load_model
 
