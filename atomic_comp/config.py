@@ -410,6 +410,9 @@ class EvalConfig:
     # whether a lookup reads the hop's sentence or picks a paragraph's head (a Comp item's contextual hop
     # followed by a parametric one finds a person with no paragraph)
     paragraphless_hops: bool = False
+    # unrivalled hops: contextual hops forced with and without the context's sentences of the same relation about
+    # other people; says whether a lookup that reads the relation also matches the subject's name
+    unrivalled_hops: bool = False
 
 
 @dataclass

@@ -240,16 +240,22 @@ def forced_prefixes(item: dict) -> list[tuple[int, str, str]]:
     return [(i, prompt + cot[:j].rstrip(), item["entities"][i + 1]) for i, (_, j) in enumerate(spans)]
 
 
-def relation_phrases(item: dict) -> list[str | None]:
-    """Each hop's words between its subject and its object in the gold chain ("'s award is", " works under"),
-    or None for a step that states its object first. A zero-shot chain that never writes the held-out
-    relation's phrase cannot reach its object, however well the fact is held (see forced_hops)."""
+def _hop_words(item: dict) -> list[str | None]:
+    """Each hop's text between its subject and its object in the gold chain, spaces kept ("'s award is "), or
+    None where the chain does not name the subject before the object."""
     cot, spans = _gold_hops(item)
     out = []
     for subject, (pos, j) in zip(item["entities"], spans):
         k = cot.rfind(subject, pos, j)
-        out.append((cot[k + len(subject):j].strip() or None) if k >= 0 else None)
+        out.append(cot[k + len(subject):j] if k >= 0 else None)
     return out
+
+
+def relation_phrases(item: dict) -> list[str | None]:
+    """Each hop's words between its subject and its object in the gold chain ("'s award is", " works under"),
+    or None for a step that states its object first. A zero-shot chain that never writes the held-out
+    relation's phrase cannot reach its object, however well the fact is held (see forced_hops)."""
+    return [(words.strip() or None) if words is not None else None for words in _hop_words(item)]
 
 
 def relations_written(item: dict, output: str) -> bool | None:
@@ -311,8 +317,10 @@ def _hop_row(it: dict, hop: int, facts: "_Facts", **fields) -> dict:
             "relation_level": facts.level.get(it["relation_path"][hop], "unknown"), **fields}
 
 
-def _hop_cells(rows: list[dict], hit: str) -> dict:
-    """task -> level -> "<hop group>/<relation level>" -> {em: share of rows whose outcome is `hit`, n, outcomes}."""
+def _hop_cells(rows: list[dict], hit: str | tuple[str, ...]) -> dict:
+    """task -> level -> "<hop group>/<relation level>" -> {em: share of rows whose outcome is `hit` (or one of
+    them), n, outcomes}."""
+    hits = (hit,) if isinstance(hit, str) else hit
     cells = defaultdict(list)
     for row in rows:
         cells[(row["task"], row["level"], f"{row['group']}/{row['relation_level']}")].append(row)
@@ -320,7 +328,7 @@ def _hop_cells(rows: list[dict], hit: str) -> dict:
     for (task, level, cell), rs in sorted(cells.items()):
         counts = Counter(r["outcome"] for r in rs)
         result.setdefault(task, {}).setdefault(level, {})[cell] = {
-            "em": counts[hit] / len(rs), "n": len(rs), "outcomes": dict(sorted(counts.items()))}
+            "em": sum(counts[h] for h in hits) / len(rs), "n": len(rs), "outcomes": dict(sorted(counts.items()))}
     return result
 
 
@@ -454,6 +462,24 @@ def paragraphless_prefixes(item: dict) -> list[tuple[int, str, str, str]]:
     return out
 
 
+def _forced_twice(model, tokenizer, items: list[dict], world: dict, batch_size: int,
+                  prefixes: Callable[[dict, "_Facts"], list[tuple[int, str, str, str]]],
+                  outcome: dict[tuple[bool, bool], str], kept_output: str) -> tuple[dict, list[dict]]:
+    """Hops forced as in `forced_hops` twice, with the item's context as is (`kept`) and changed (`cut`), from
+    `prefixes(item, facts)`: (hop, kept prefix, cut prefix, object). `outcome` names each (right as is, right
+    changed); em is the share right with the change. A row's `output` is the changed prompt's, and
+    `kept_output` names the field of the other."""
+    facts = _Facts(world)
+    jobs = [(it, i, kept, cut, obj) for it in items for i, kept, cut, obj in prefixes(it, facts)]
+    outputs = _continue_hops(model, tokenizer, [j[2] for j in jobs] + [j[3] for j in jobs],
+                             [j[4] for j in jobs] * 2, batch_size)
+    rows = []
+    for (it, i, _, _, obj), as_is, changed in zip(jobs, outputs, outputs[len(jobs):]):
+        found = tuple(_writes(normalize(out), normalize(obj)) for out in (as_is, changed))
+        rows.append(_hop_row(it, i, facts, object=obj, output=changed, **{kept_output: as_is}, outcome=outcome[found]))
+    return _hop_cells(rows, tuple({outcome[True, True], outcome[False, True]})), rows
+
+
 def paragraphless_hops(model, tokenizer, items: list[dict], world: dict, batch_size: int) -> tuple[dict, list[dict]]:
     """Contextual hops forced as in `forced_hops`, with and without the paragraph of the person the hop finds.
 
@@ -461,17 +487,65 @@ def paragraphless_hops(model, tokenizer, items: list[dict], world: dict, batch_s
     whose next hop is parametric they never do. A lookup that picks a paragraph's head rather than reading the
     hop's own sentence finds the first and misses the second: em is the share still right without the
     paragraph, and `needs_paragraph` counts the hops right only with it."""
-    facts = _Facts(world)
-    jobs = [(it, i, kept, cut, obj) for it in items for i, kept, cut, obj in paragraphless_prefixes(it)]
-    outputs = _continue_hops(model, tokenizer, [j[2] for j in jobs] + [j[3] for j in jobs],
-                             [j[4] for j in jobs] * 2, batch_size)
-    rows = []
-    for (it, i, _, _, obj), with_it, without in zip(jobs, outputs, outputs[len(jobs):]):
-        found = [_writes(normalize(out), normalize(obj)) for out in (with_it, without)]
-        outcome = "right" if found[1] else "needs_paragraph" if found[0] else "wrong"
-        rows.append(_hop_row(it, i, facts, object=obj, output=without, output_with_paragraph=with_it,
-                             outcome=outcome))
-    return _hop_cells(rows, "right"), rows
+    right, needs_paragraph, wrong = PARAGRAPHLESS_OUTCOMES
+    outcome = {(True, True): right, (False, True): right, (True, False): needs_paragraph, (False, False): wrong}
+    return _forced_twice(model, tokenizer, items, world, batch_size, lambda it, _: paragraphless_prefixes(it),
+                         outcome, "output_with_paragraph")
+
+
+# a contextual hop forced with and without its rivals: right both ways, right only without them, wrong without them
+UNRIVALLED_OUTCOMES = ("right", "misled_by_rivals", "wrong")
+
+
+def _sentence(lead: str, text: str) -> re.Pattern:
+    """`lead` (a pattern) then `text`, as a whole sentence of a context: from a line's start or after a full stop,
+    up to whitespace or the line's end, with the space after it."""
+    return re.compile(rf"(?m)(?:^|(?<=\. )){lead}{re.escape(text)}(?!\S) ?")
+
+
+def unrivalled_prefixes(item: dict, world: "dict | _Facts") -> list[tuple[int, str, str, str]]:
+    """(hop, prompt + gold chain up to the hop's object, the same with the hop's rivals left out of the context,
+    the object) for each contextual hop that has rivals: sentences of the context that state the hop's relation,
+    in the chain's words ("X's follower is Y."), for someone other than the hop's subject. A hop whose own
+    sentence the context does not state in those words is left out; the subject's own sentences all stay.
+
+    Only the hop's subject tells its sentence from a rival's, so a lookup that matches the relation word but not
+    the name is right once the rivals are gone and not before."""
+    facts = world if isinstance(world, _Facts) else _Facts(world)
+    cot, spans = _gold_hops(item)
+    prompt = format_prompt(item)
+    context = item.get("context") or ""
+    out = []
+    for i, ((_, j), words) in enumerate(zip(spans, _hop_words(item))):
+        subject, obj = item["entities"][i:i + 2]
+        if item["hop_groups"][i] != "contextual" or words is None:
+            continue
+        own = _sentence(r"([^.\n]*?)", f"{subject}{words}{obj}.").search(context)
+        if not own:
+            continue
+        # whole sentences, in the own sentence's words ("Letters for X go to Y."): an object may hold a full stop
+        rivals = [f"{s}{words}{raw}." for s, (raw, _) in facts.by_relation[item["relation_path"][i]].items()
+                  if s != subject]
+        kept = context
+        for rival in (r for r in rivals if r in context):
+            kept = _sentence(re.escape(own.group(1)), rival).sub("", kept)
+        if kept == context:
+            continue
+        kept = "\n".join(line.rstrip() for line in kept.split("\n") if line.strip())
+        chain = cot[:j].rstrip()
+        out.append((i, prompt + chain, format_prompt(dict(item, context=kept)) + chain, obj))
+    return out
+
+
+def unrivalled_hops(model, tokenizer, items: list[dict], world: dict, batch_size: int) -> tuple[dict, list[dict]]:
+    """Contextual hops forced as in `forced_hops`, with and without their rivals (`unrivalled_prefixes`): the
+    context's sentences of the hop's relation about other people. A lookup that reads the relation but does not
+    match the subject takes a rival's object as is (forced_hops' `relation_fact`) and is right without them:
+    em is the share right without the rivals (`right`, right both ways, and `misled_by_rivals`, right only
+    without them); `wrong` is wrong without them."""
+    right, misled, wrong = UNRIVALLED_OUTCOMES
+    outcome = {(True, True): right, (False, True): misled, (True, False): wrong, (False, False): wrong}
+    return _forced_twice(model, tokenizer, items, world, batch_size, unrivalled_prefixes, outcome, "output_with_rivals")
 
 
 def select_probes(probes, per_level: int) -> list[dict]:

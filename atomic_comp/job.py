@@ -77,6 +77,9 @@ def headline_table(results: dict) -> str:
     parts += _every_cell(results, "paragraphless_hops", "needs_paragraph",
                          "Contextual hops forced without the paragraph of the person they find, each pipeline's "
                          "last stage:", "% still right / % right only with the paragraph")
+    parts += _every_cell(results, "unrivalled_hops", "misled_by_rivals",
+                         "Contextual hops forced without other people's sentences of their relation, each "
+                         "pipeline's last stage:", "% right without them / % right only without them")
     from atomic_comp.pipeline import READING_LEVELS, stage_records
 
     reading = next((rec["reading"] for rec in results["pipelines"].values() if rec.get("reading")), None)

@@ -354,7 +354,7 @@ EVAL_CODE_FILES = ("evaluate.py", "prompts.py")
 for _files in (EVAL_CODE_FILES, READING_CODE_FILES, DATA_CODE_FILES):
     cache.code_version(_files)
 # optional hop diagnostics: each is an eval switch, a function of evaluate.py, a results.json key and a rows file
-HOP_DIAGNOSTICS = ("forced_hops", "counterfactual_hops", "paragraphless_hops")
+HOP_DIAGNOSTICS = ("forced_hops", "counterfactual_hops", "paragraphless_hops", "unrivalled_hops")
 
 
 def _eval_key(record: dict, **fields) -> str:

@@ -42,6 +42,9 @@ HOP_DIAGNOSTICS = {
     "paragraphless_hop": ("Contextual hops without the found person's paragraph", "Share of contextual hops whose "
                           "object has a paragraph of the context, forced as above with that paragraph left out, "
                           "that still find the object", "finds it without"),
+    "unrivalled_hop": ("Contextual hops without their rivals", "Share of contextual hops, forced as above with the "
+                       "context's sentences of the hop's relation about other people left out, that find the "
+                       "object", "finds it unrivalled"),
 }
 
 

@@ -325,6 +325,50 @@ def test_paragraphless_hops_leave_out_the_found_persons_paragraph_and_count_what
                for c in cells.values()) == expect.count("needs_paragraph")
 
 
+def test_unrivalled_hops_leave_out_other_peoples_sentences_of_the_hops_relation_and_nothing_else(tiny_data):
+    """Each contextual hop whose context states the same relation about someone else (a rival) is forced twice:
+    as in forced_hops, and with exactly those rival sentences gone; the subject's own sentence, every other
+    relation's sentence and the line order stay. The outcomes count what the model wrote each time."""
+    from atomic_comp.evaluate import UNRIVALLED_OUTCOMES, forced_prefixes, unrivalled_hops, unrivalled_prefixes
+
+    facts = {p["name"]: {r: o for g in p["facts"].values() for r, o in g.items()} for p in tiny_data.world["people"]}
+    items = [it for it in _items(tiny_data, 200) if "contextual" in it["hop_groups"]]
+    table, expect, comp, leads = {}, [], 0, set()
+    for it in items:
+        forced = {hop: prefix for hop, prefix, _ in forced_prefixes(it)}
+        for hop, kept, cut, obj in unrivalled_prefixes(it, tiny_data.world):
+            subject, rel = it["entities"][hop], it["relation_path"][hop]
+            assert it["hop_groups"][hop] == "contextual" and obj == it["entities"][hop + 1] and kept == forced[hop]
+            left = re.search(r"Context:\n(.*)\nQuestion: ", cut, re.S).group(1)
+            assert cut.endswith(kept[len(format_prompt(it)):])  # the same chain
+            before = [s.rstrip(".") for s in re.split(r"(?<=\.)\s+", it["context"])]
+            after = [s.rstrip(".") for s in re.split(r"(?<=\.)\s+", left)]
+            gone = [s for s in before if s not in after]
+            assert gone and after == [s for s in before if s not in gone]  # only sentences go, in order
+            words = kept[kept.rindex(subject) + len(subject):] + " "  # the chain's ("'s award is ", " go to ")
+            (own,) = [s for s in after if s.endswith(f"{subject}{words}{obj}")]
+            lead = own[:-len(f"{subject}{words}{obj}")]  # "Letters for "
+            for s in gone:  # each one states the hop's relation in those words, as the world has it, for another
+                who, _, what = s.removeprefix(lead).partition(words)
+                assert s.startswith(lead) and who != subject and facts[who][rel] == what
+            leads.add(lead)
+            comp += it["task"] == "comp"
+            right, unrivalled, outcome = [(obj, obj, "right"), ("Nobody Here", obj, "misled_by_rivals"),
+                                          ("Nobody Here", "Nobody Here", "wrong")][len(expect) % 3]
+            table[kept], table[cut] = f" {right}.", f" {unrivalled}."
+            expect.append(outcome)
+    assert comp >= 5 and len(expect) >= 30 and "" in leads and len(leads) > 1  # sentences with words before X too
+    tok = build_tokenizer(list(table) + list(table.values()))
+    result, rows = unrivalled_hops(OracleLM(tok, table), tok, items, tiny_data.world, batch_size=8)
+    assert [r["outcome"] for r in rows] == expect and set(expect) == set(UNRIVALLED_OUTCOMES)
+    assert all("output_with_rivals" in r for r in rows)
+    for levels in result.values():
+        for cells in levels.values():
+            for cell, c in cells.items():
+                right_without = c["outcomes"].get("right", 0) + c["outcomes"].get("misled_by_rivals", 0)
+                assert cell.startswith("contextual/") and c["em"] == right_without / c["n"]
+
+
 def test_counterfactual_hops_change_one_fact_of_the_context_and_say_whether_the_model_read_it(tiny_data):
     """Each contextual hop is forced as in forced_hops, with the one context sentence that states its fact now
     naming another object, named nowhere else in the item; a model that writes that object read the context,

@@ -419,7 +419,7 @@ def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summar
     from atomic_comp.evaluate import WRONG_OUTCOMES
 
     res = launch(["pipeline=sft_mem_ctx", "eval.forced_hops=true", "eval.counterfactual_hops=true",
-                  "eval.paragraphless_hops=true"], root / "cache", out)
+                  "eval.paragraphless_hops=true", "eval.unrivalled_hops=true"], root / "cache", out)
     assert res.returncode == 0, res.stderr[-3000:]
     rec = results(out)["pipelines"]["SFT(Mem+Ctx)"]
     assert rec["stages"][0]["cached"] is True
@@ -461,16 +461,21 @@ def test_forced_hops_evaluate_from_the_cache_and_reach_results_report_and_summar
     assert sum(c["n"] for levels in cells.values() for cs in levels.values() for c in cs.values()) == len(changed)
     assert "fact changed in the context" in res.stdout + res.stderr
     assert "## Counterfactual contextual hops" in text
-    # the paragraphless hops: contextual hops whose object has a paragraph, each forced with and without it
-    from atomic_comp.evaluate import PARAGRAPHLESS_OUTCOMES
+    # the hops forced twice, as is and with the context changed: the paragraphless hops (without the found
+    # person's paragraph) and the unrivalled hops (without other people's sentences of the hop's relation)
+    from atomic_comp.evaluate import PARAGRAPHLESS_OUTCOMES, UNRIVALLED_OUTCOMES
 
-    cut = [json.loads(line) for line in (out / "paragraphless_hops.jsonl").read_text().splitlines()]
-    cut_cells = rec["eval"]["SFT(Mem+Ctx)"]["paragraphless_hops"]
-    assert cut and {r["group"] for r in cut} == {"contextual"} and {r["task"] for r in cut} >= {"ctx"}
-    assert all(r["outcome"] in PARAGRAPHLESS_OUTCOMES and "output_with_paragraph" in r for r in cut)
-    assert sum(c["n"] for levels in cut_cells.values() for cs in levels.values() for c in cs.values()) == len(cut)
-    assert "without the paragraph of the person they find" in res.stdout + res.stderr
-    assert "## Contextual hops without the found person's paragraph" in text
+    for name, outcomes, kept, printed, section in [
+            ("paragraphless_hops", PARAGRAPHLESS_OUTCOMES, "output_with_paragraph",
+             "without the paragraph of the person they find", "Contextual hops without the found person's paragraph"),
+            ("unrivalled_hops", UNRIVALLED_OUTCOMES, "output_with_rivals",
+             "without other people's sentences of their relation", "Contextual hops without their rivals")]:
+        twice = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
+        twice_cells = rec["eval"]["SFT(Mem+Ctx)"][name]
+        assert twice and {r["group"] for r in twice} == {"contextual"} and {r["task"] for r in twice} >= {"ctx"}
+        assert all(r["outcome"] in outcomes and kept in r for r in twice)
+        assert sum(c["n"] for levels in twice_cells.values() for cs in levels.values() for c in cs.values()) == len(twice)
+        assert printed in res.stdout + res.stderr and f"## {section}" in text
     (cell,) = [v for (p, _, metric, task, level, _), v in values.items()
                if (p, metric, task, level) == ("SFT(Mem+Ctx)", "relations_written", "mem", "zero_shot")]
     assert list(cell.values()) == [written["mem"]["zero_shot"]["em"]]
